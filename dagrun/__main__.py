@@ -1,0 +1,5 @@
+"""``python -m dagrun``: the command-line interface."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,88 @@
+"""Every error a user of dagrun can meet, rooted at one ``DagrunError``.
+
+    DagrunError
+    ├── UsageError                 a mistake in how dagrun was called (exit 2)
+    │   ├── PipelineLoadError      the pipeline file or module cannot be imported
+    │   ├── ValidationError        the pipeline is invalid; lists every problem at once
+    │   └── ParameterError         a --param / params= value is unknown or does not convert
+    ├── LockHeldError              another run holds this pipeline's lock (exit 3)
+    ├── StageFailed                a stage raised, crashed or timed out (exit 1)
+    │   ├── WorkerCrashed          the worker process died while running the task
+    │   └── StageTimeout           the task ran past its ``timeout``
+    ├── StoreError                 an intermediate could not be stored or read
+    │   └── StoreFull              no room in shared memory nor on disk for a value
+    └── Interrupted                SIGINT / SIGTERM stopped the run (exit 130 / 143)
+
+User mistakes (``UsageError``) are told apart from failures of the work
+itself; the CLI maps the tree to exit codes in one place (``cli.exit_code_for``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class DagrunError(Exception):
+    """Root of every error dagrun raises."""
+
+
+class UsageError(DagrunError):
+    """dagrun was called wrongly: nothing ran."""
+
+
+class PipelineLoadError(UsageError):
+    """The pipeline file or module could not be imported."""
+
+
+class ParameterError(UsageError):
+    """A pipeline parameter is unknown or its value does not convert."""
+
+
+class ValidationError(UsageError):
+    """The pipeline is invalid; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        if count == 1:
+            msg = self.problems[0]
+        else:
+            lines = "\n".join(f"  - {p}" for p in self.problems)
+            msg = f"{count} errors encountered:\n{lines}"
+        super().__init__(msg)
+
+
+class LockHeldError(DagrunError):
+    """Another run holds this pipeline's lock."""
+
+
+class StageFailed(DagrunError):
+    """A stage did not produce its result."""
+
+    def __init__(self, stage: str, message: str) -> None:
+        self.stage = stage
+        super().__init__(f"stage {stage!r} failed: {message}")
+
+
+class WorkerCrashed(StageFailed):
+    """The worker process running the stage died."""
+
+
+class StageTimeout(StageFailed):
+    """The stage ran past its timeout and its worker was stopped."""
+
+
+class StoreError(DagrunError):
+    """An intermediate value could not be stored or read back."""
+
+
+class StoreFull(StoreError):
+    """Neither shared memory nor the spill directory has room for a value."""
+
+
+class Interrupted(DagrunError):
+    """The run was stopped by a signal."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"interrupted by signal {signum}")

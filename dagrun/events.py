@@ -1,0 +1,135 @@
+"""Structured events: one structlog logger per run, two sinks.
+
+Every event is a dict with ``event``, ``timestamp`` (ISO 8601, UTC),
+``level`` and ``run_id`` plus the fields of SPEC section 5. The processor
+chain is built once per run (``structlog.wrap_logger``, so an application's
+own structlog configuration is left alone) and ends in ``_Sinks``, which
+writes each event as a JSON line to ``events.jsonl`` (flushed per line, so
+the file can be followed while the run goes on) and to the console, either
+as the same JSON or as a short human-readable line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+import structlog
+
+_GLYPH = {
+    "task_started": "▶",
+    "task_finished": "✓",
+    "task_failed": "✗",
+    "task_retrying": "↻",
+    "task_skipped": "·",
+}
+
+
+class _Sinks:
+    """The logger at the end of the chain: receives finished event dicts."""
+
+    def __init__(self, file: IO[str], console: IO[str] | None, json_console: bool) -> None:
+        self.file = file
+        self.console = console
+        self.json_console = json_console
+
+    def _write(self, event: dict[str, Any]) -> None:
+        line = json.dumps(event, default=str, separators=(",", ":"))
+        self.file.write(line + "\n")
+        if self.console is None:
+            return
+        self.console.write(line + "\n" if self.json_console else render_console(event))
+        self.console.flush()
+
+    info = warning = error = debug = critical = msg = _write
+
+
+def _as_args(_: Any, __: str, event: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    return (event,), {}
+
+
+class EventLog:
+    """Writes a run's events; ``emit`` is the only entry point."""
+
+    def __init__(
+        self,
+        run_id: str,
+        path: Path,
+        *,
+        log_format: str = "console",
+        console: IO[str] | None = None,
+    ) -> None:
+        self.path = path
+        self._file = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - closed in close()
+        stream = console if console is not None else sys.stdout
+        sinks = _Sinks(self._file, None if log_format == "none" else stream, log_format == "json")
+        self._log = structlog.wrap_logger(
+            sinks,
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+                _as_args,
+            ],
+            wrapper_class=structlog.BoundLogger,
+            context_class=dict,
+        ).bind(run_id=run_id)
+
+    def emit(self, event: str, level: str = "info", **fields: Any) -> None:
+        """Write one event now."""
+        getattr(self._log, level)(event, **fields)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def render_console(event: dict[str, Any]) -> str:
+    """One short human-readable line (more for a failure) for the console."""
+    name = event.get("event", "")
+    clock = str(event.get("timestamp", ""))[11:19]
+    stage = event.get("stage", "")
+    if "batch" in event and event["batch"] is not None:
+        stage = f"{stage}[{event['batch']}]"
+    glyph = _GLYPH.get(name)
+    if name == "task_started":
+        attempt, pid = event["attempt"], event["worker_pid"]
+        return f"{clock} {glyph} {stage} started (attempt {attempt}, pid {pid})\n"
+    if name == "task_finished":
+        size = _size(event.get("output_bytes", 0))
+        return (
+            f"{clock} {glyph} {stage} finished in {event['wall_s']:.3f} s "
+            f"(cpu {event['cpu_s']:.3f} s, peak {_size(event['max_rss_bytes'])}, "
+            f"out {size} via {event.get('transport') or '-'})\n"
+        )
+    if name == "task_failed":
+        head = f"{clock} {glyph} {stage} failed (attempt {event['attempt']}): "
+        head += f"{event['error_type']}: {event['error']}\n"
+        tb = event.get("traceback") or ""
+        return head + "".join(f"    {line}\n" for line in tb.rstrip().splitlines())
+    if name == "task_retrying":
+        return f"{clock} {glyph} {stage} retrying in {event['delay_s']:.2f} s\n"
+    if name == "task_skipped":
+        return f"{clock} {glyph} {stage} skipped ({event['reason']})\n"
+    if name == "run_started":
+        return (
+            f"{clock} run {event['run_id']}: {event['pipeline']}, {event['stages']} stages, "
+            f"{event['workers']} workers ({event['executor']})\n"
+        )
+    if name == "run_finished":
+        return (
+            f"{clock} run {event['status']} in {event['wall_s']:.2f} s: "
+            f"{event['succeeded']} succeeded, {event['failed']} failed, "
+            f"{event['skipped']} skipped\n"
+        )
+    extra = " ".join(f"{k}={v}" for k, v in event.items() if k not in {"event", "timestamp"})
+    return f"{clock} {name} {extra}\n"
+
+
+def _size(nbytes: int) -> str:
+    value = float(nbytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"

@@ -1,0 +1,127 @@
+"""What travels between the runner and an executor, and the ``Executor`` protocol.
+
+    runner ──TaskSpec──▶ executor ──▶ worker: execute(spec) ──▶ TaskOutcome ──▶ runner
+
+A ``TaskSpec`` names its inputs by ``Handle`` (never by content), a
+``TaskOutcome`` carries the result's handle or an ``ErrorInfo``, and always
+the task's ``TaskMetrics``. Every executor — inline, local process pool,
+cluster — honours the same protocol, so one behaviour suite runs on each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..scheduler import TaskKey
+from ..store import Handle
+
+
+@dataclass(frozen=True)
+class Batched:
+    """A mapped stage's result: one handle per batch, each holding a list of results."""
+
+    handles: tuple[Handle, ...]
+    concat: bool = False
+
+    @property
+    def nbytes(self) -> int:
+        return sum(h.nbytes for h in self.handles)
+
+    @property
+    def length(self) -> int:
+        return sum(h.length or 0 for h in self.handles)
+
+    @property
+    def transport(self) -> str:
+        kinds = sorted({part for h in self.handles for part in h.transport.split("+")})
+        return "+".join(kinds) or "pickle"
+
+
+Output = Handle | Batched
+
+
+def output_handles(output: Output) -> Sequence[Handle]:
+    """Every stored handle behind an output."""
+    return output.handles if isinstance(output, Batched) else (output,)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task to run: which stage (or batch), its inputs by handle, its parameters."""
+
+    key: TaskKey
+    attempt: int
+    inputs: dict[str, Output]
+    params: dict[str, Any]
+    submitted_at: float
+    map_input: str | None = None
+    items: tuple[int, int] | None = None  # [start, stop) of the mapped input
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """Why a task failed, in a form that always pickles."""
+
+    kind: str  # raised | crashed | timeout
+    error_type: str
+    message: str
+    traceback: str = ""
+    type_names: tuple[str, ...] = ()  # the exception's class and its bases, module-qualified
+    exception: bytes | None = None  # the pickled exception, when it pickles
+
+
+@dataclass(frozen=True)
+class TaskMetrics:
+    """Measurements of one task attempt, filled in where it ran."""
+
+    worker_pid: int
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    max_rss_bytes: int = 0
+    queue_wait_s: float = 0.0
+    input_bytes: int = 0
+    output_bytes: int = 0
+    transport: str = ""
+    started_at: float = 0.0
+    items: int | None = None
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """What came back from a task: a result handle or an error, and metrics."""
+
+    key: TaskKey
+    attempt: int
+    handle: Handle | None = None
+    error: ErrorInfo | None = None
+    metrics: TaskMetrics = field(default_factory=lambda: TaskMetrics(worker_pid=0))
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Executor(Protocol):
+    """Runs tasks somewhere and reports their outcomes; the runner's only view of workers."""
+
+    name: str
+    workers: int
+
+    def free_slots(self) -> int:
+        """How many more tasks can be submitted right now."""
+        ...
+
+    def submit(self, spec: TaskSpec) -> int:
+        """Start a task; return the pid of the process that runs it."""
+        ...
+
+    def wait(self, timeout: float | None, wake: int | None = None) -> list[TaskOutcome]:
+        """Block until an outcome is available, ``timeout`` passes or ``wake`` is readable."""
+        ...
+
+    def shutdown(self, *, cancel: bool = False) -> None:
+        """Stop every worker; with ``cancel``, without waiting for running tasks."""
+        ...

@@ -1,0 +1,46 @@
+"""The inline executor: every task runs in the calling process, one at a time.
+
+For debugging (``pdb`` and print work as usual) and for tiny pipelines. The
+task still goes through the store, so stages see exactly what they would see
+in a worker process (read-only inputs, the same transports). Timeouts cannot
+be enforced in-process and are ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..store import StoreConfig
+from .base import TaskOutcome, TaskSpec
+from .worker import execute
+
+
+class InlineExecutor:
+    """Runs each task synchronously inside ``submit``."""
+
+    name = "inline"
+    workers = 1
+
+    def __init__(self, funcs: Mapping[str, Callable[..., Any]], config: StoreConfig) -> None:
+        self._funcs = funcs
+        self._config = config
+        self._outcomes: list[TaskOutcome] = []
+
+    def free_slots(self) -> int:
+        return 0 if self._outcomes else 1
+
+    def submit(self, spec: TaskSpec) -> int:
+        self._outcomes.append(execute(spec, self._funcs[spec.key.stage], self._config))
+        return os.getpid()
+
+    def wait(self, timeout: float | None, wake: int | None = None) -> list[TaskOutcome]:
+        outcomes, self._outcomes = self._outcomes, []
+        if not outcomes and timeout:
+            time.sleep(timeout)  # only a retry delay can leave the runner waiting here
+        return outcomes
+
+    def shutdown(self, *, cancel: bool = False) -> None:
+        self._outcomes.clear()

@@ -1,0 +1,168 @@
+"""Run one task where the executor put it: decode inputs, call the stage, encode.
+
+``execute`` never raises for anything the stage does: an exception (even
+``SystemExit``), a result that will not pickle or store, all become an
+``ErrorInfo`` in the returned ``TaskOutcome``, with the user's traceback
+(frames of dagrun itself trimmed) and the chained causes.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .. import store
+from ..store import Decoded, StoreConfig
+from .base import Batched, ErrorInfo, Output, TaskMetrics, TaskOutcome, TaskSpec
+
+_PACKAGE = str(Path(__file__).resolve().parent.parent)
+_READ_ONLY_HINT = (
+    "inputs are read-only views shared with other stages; copy before writing "
+    "(e.g. `arr = arr.copy()`)"
+)
+
+
+def execute(spec: TaskSpec, func: Callable[..., Any], config: StoreConfig) -> TaskOutcome:
+    """Run ``spec`` with ``func`` and return its outcome; never raises for user errors."""
+    started_at = time.time()
+    wall0 = time.perf_counter()
+    cpu0 = time.process_time()
+    _reset_peak_rss()
+    stage = spec.key.stage
+    opened: list[Decoded] = []
+    handle = None
+    error = None
+    input_bytes = 0
+    items = None
+    try:
+        kwargs = dict(spec.params)
+        for pname, output in spec.inputs.items():
+            kwargs[pname] = _load(output, config, stage, opened)
+            input_bytes += output.nbytes
+        with store.active(config, stage):
+            if spec.items is None:
+                value = func(**kwargs)
+            else:
+                value = _run_batch(func, kwargs, spec)
+                items = spec.items[1] - spec.items[0]
+        handle = store.encode(value, config, stage)
+        del value
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a worker always reports back
+        error = error_info(exc, stage)
+    finally:
+        for decoded in opened:
+            decoded.close()
+    metrics = TaskMetrics(
+        worker_pid=os.getpid(),
+        wall_s=time.perf_counter() - wall0,
+        cpu_s=time.process_time() - cpu0,
+        max_rss_bytes=_peak_rss(),
+        queue_wait_s=max(0.0, started_at - spec.submitted_at),
+        input_bytes=input_bytes,
+        output_bytes=handle.nbytes if handle is not None else 0,
+        transport=handle.transport if handle is not None else "",
+        started_at=started_at,
+        items=items,
+    )
+    return TaskOutcome(spec.key, spec.attempt, handle, error, metrics)
+
+
+def _run_batch(func: Callable[..., Any], kwargs: dict[str, Any], spec: TaskSpec) -> list[Any]:
+    assert spec.map_input is not None and spec.items is not None
+    start, stop = spec.items
+    elements = kwargs[spec.map_input][start:stop]
+    results = []
+    for offset in range(stop - start):
+        kwargs[spec.map_input] = elements[offset]
+        try:
+            results.append(func(**kwargs))
+        except Exception as exc:
+            exc.add_note(f"while mapping element {start + offset} of {spec.map_input!r}")
+            raise
+    return results
+
+
+def _load(output: Output, config: StoreConfig, stage: str, opened: list[Decoded]) -> Any:
+    if not isinstance(output, Batched):
+        decoded = store.decode(output, config, stage)
+        opened.append(decoded)
+        return decoded.value
+    parts: list[Any] = []
+    for handle in output.handles:
+        decoded = store.decode(handle, config, stage)
+        opened.append(decoded)
+        parts.extend(decoded.value)
+    return concatenate(parts) if output.concat else parts
+
+
+def concatenate(parts: list[Any]) -> Any:
+    """Join a mapped stage's results into one array or table."""
+    if not parts:
+        return parts
+    first = parts[0]
+    module = type(first).__module__.split(".")[0]
+    if module == "numpy":
+        import numpy as np
+
+        return np.concatenate([np.atleast_1d(p) for p in parts])
+    if module == "pyarrow":
+        import pyarrow as pa
+
+        if isinstance(first, pa.RecordBatch):
+            return pa.Table.from_batches(parts)
+        return pa.concat_tables(parts)
+    if isinstance(first, list):
+        return [x for p in parts for x in p]
+    return parts
+
+
+def error_info(exc: BaseException, stage: str, kind: str = "raised") -> ErrorInfo:
+    """Describe ``exc`` with the user's traceback; keep the exception if it pickles."""
+    if isinstance(exc, ValueError) and "read-only" in str(exc):
+        exc.add_note(f"stage {stage!r} wrote into one of its inputs: {_READ_ONLY_HINT}")
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE):
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    message = str(exc)
+    notes = getattr(exc, "__notes__", None)
+    if notes:
+        message = "; ".join([message, *notes]) if message else "; ".join(notes)
+    if isinstance(exc, SystemExit):
+        message = f"the stage called sys.exit({exc.code!r})"
+    try:
+        blob: bytes | None = pickle.dumps(exc, protocol=5)
+        pickle.loads(blob)
+    except Exception:  # noqa: BLE001 - an exception that does not pickle is still reported
+        blob = None
+    names = tuple(f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__)
+    return ErrorInfo(kind, type(exc).__name__, message, text, names, blob)
+
+
+def _reset_peak_rss() -> None:
+    # Linux: writing "5" resets the peak RSS (VmHWM), so the peak is this task's own.
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss() -> int:
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

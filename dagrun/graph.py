@@ -1,0 +1,279 @@
+"""Build the pipeline's DAG and validate it, before anything runs (no I/O).
+
+``build_graph`` resolves every stage parameter to an input edge or a
+parameter value (the rules are in ``stage.py``), then checks the whole
+pipeline and raises one ``ValidationError`` listing every problem: duplicate
+names, stages that cannot be imported by reference, missing inputs (with a
+"did you mean"), values that do not convert, bad options, unknown ``params``
+and ``targets``, and cycles (named in cycle order).
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from .errors import ValidationError
+from .params import ConversionError, annotations_of, convert
+from .pipeline import Pipeline
+from .stage import Stage
+
+_SKIPPED_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+
+@dataclass(frozen=True)
+class Node:
+    """A stage with its parameters resolved: where each input comes from, each value."""
+
+    stage: Stage
+    inputs: dict[str, str]
+    params: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.stage.name
+
+    @property
+    def map_input(self) -> str | None:
+        return self.stage.options.map
+
+
+@dataclass
+class Graph:
+    """A validated pipeline: nodes, the DAG, a topological order and the run's targets."""
+
+    pipeline: Pipeline
+    nodes: dict[str, Node]
+    dag: nx.DiGraph
+    order: list[str]
+    targets: list[str]
+    selected: list[str] = field(default_factory=list)
+
+    def upstream(self, name: str) -> list[str]:
+        """Distinct stages ``name`` consumes, in order of its parameters."""
+        return list(dict.fromkeys(self.nodes[name].inputs.values()))
+
+
+def build_graph(
+    pipeline: Pipeline,
+    params: Mapping[str, Any] | None = None,
+    targets: Iterable[str] | None = None,
+    *,
+    portable: bool = False,
+) -> Graph:
+    """Resolve and validate ``pipeline``; raise ``ValidationError`` with every problem.
+
+    ``portable`` demands that every stage can be imported by reference in a
+    fresh interpreter (``spawn``, ``forkserver``, clusters).
+    """
+    params = dict(params or {})
+    problems: list[str] = []
+    for name in pipeline.duplicates:
+        problems.append(
+            f"two different stages are named {name!r}; rename one with "
+            f"@stage(name=...) or dagrun.bind(..., name=...)"
+        )
+    used_params: set[str] = set()
+    nodes: dict[str, Node] = {}
+    for record in pipeline:
+        problems.extend(_importability_problems(record, portable))
+        node, node_problems = _resolve(record, pipeline, params, used_params)
+        problems.extend(node_problems)
+        nodes[record.name] = node
+        problems.extend(_option_problems(node))
+
+    free = _free_parameter_names(nodes, pipeline)
+    for key in params:
+        if key not in used_params:
+            hint = _did_you_mean(key, free)
+            known = ", ".join(sorted(free)) or "none"
+            problems.append(
+                f"unknown parameter {key!r}{hint}; this pipeline's parameters are: {known}"
+            )
+
+    dag = nx.DiGraph()
+    dag.add_nodes_from(nodes)
+    for node in nodes.values():
+        for upstream in node.inputs.values():
+            if upstream in nodes:
+                dag.add_edge(upstream, node.name)
+    problems.extend(_cycle_problems(dag))
+
+    target_list = list(dict.fromkeys(targets or []))
+    for target in target_list:
+        if target not in nodes:
+            problems.append(
+                f"unknown target {target!r}{_did_you_mean(target, nodes)}; "
+                f"see `dagrun list` for the stages"
+            )
+    if problems:
+        raise ValidationError(problems)
+
+    order = list(nx.lexicographical_topological_sort(dag, key=_position(pipeline)))
+    if not target_list:
+        target_list = [n for n in order if dag.out_degree(n) == 0]
+    wanted = set(target_list)
+    for target in target_list:
+        wanted |= nx.ancestors(dag, target)
+    selected = [n for n in order if n in wanted]
+    return Graph(pipeline, nodes, dag, order, target_list, selected)
+
+
+def _position(pipeline: Pipeline) -> Any:
+    index = {name: i for i, name in enumerate(pipeline.stages)}
+    return lambda name: (index[name], name)
+
+
+def _resolve(
+    record: Stage, pipeline: Pipeline, params: Mapping[str, Any], used: set[str]
+) -> tuple[Node, list[str]]:
+    problems: list[str] = []
+    inputs: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    hints = annotations_of(record.func)
+    try:
+        signature = inspect.signature(record.func)
+    except (TypeError, ValueError):
+        return Node(record, {}, {}), [f"stage {record.name!r} has no inspectable signature"]
+    for param in signature.parameters.values():
+        if param.kind in _SKIPPED_KINDS:
+            continue
+        pname = param.name
+        explicit = record.inputs.get(pname)
+        if explicit is not None:
+            if explicit not in pipeline:
+                problems.append(
+                    f"stage {record.name!r} takes its input {pname!r} from stage "
+                    f"{explicit!r}, which is not in the pipeline"
+                    f"{_did_you_mean(explicit, pipeline.stages)}"
+                )
+            inputs[pname] = explicit
+            continue
+        scoped = f"{record.prefix}.{pname}" if record.prefix else None
+        if scoped is not None and scoped in pipeline and scoped != record.name:
+            inputs[pname] = scoped
+            continue
+        if pname in pipeline and pname not in record.bound:
+            inputs[pname] = pname
+            continue
+        key = scoped if scoped is not None and scoped in params else pname
+        if key in params and (key == scoped or pname not in record.bound):
+            used.add(key)
+            try:
+                values[pname] = convert(params[key], hints.get(pname, param.annotation),
+                                        param.default)
+            except ConversionError as exc:
+                problems.append(
+                    f"parameter {key!r} of stage {record.name!r}: {exc}; "
+                    f"give a value of type {_type_name(hints.get(pname))}"
+                )
+        elif pname in record.bound:
+            values[pname] = record.bound[pname]
+        elif param.default is not inspect.Parameter.empty:
+            values[pname] = param.default
+        else:
+            hint = _did_you_mean(pname, pipeline.stages)
+            problems.append(
+                f"stage {record.name!r} needs {pname!r}, but no stage is named {pname!r} "
+                f"and the parameter has no default{hint}; add that stage, give the "
+                f"parameter a default, or pass --param {pname}=VALUE"
+            )
+    return Node(record, inputs, values), problems
+
+
+def _free_parameter_names(nodes: Mapping[str, Node], pipeline: Pipeline) -> set[str]:
+    names: set[str] = set()
+    for node in nodes.values():
+        for pname in node.params:
+            if pname not in node.stage.bound:
+                names.add(pname)
+            if node.stage.prefix:
+                names.add(f"{node.stage.prefix}.{pname}")
+    return names
+
+
+def _option_problems(node: Node) -> list[str]:
+    options = node.stage.options
+    problems = []
+    name = node.name
+    if options.map is not None and options.map not in node.inputs:
+        have = ", ".join(repr(p) for p in node.inputs) or "none"
+        problems.append(
+            f"stage {name!r} maps over {options.map!r}, which is not one of its inputs "
+            f"(inputs: {have}); set map= to the name of an input parameter"
+        )
+    if options.batch_size is not None and (
+        not isinstance(options.batch_size, int) or options.batch_size < 1
+    ):
+        problems.append(f"stage {name!r}: batch_size must be a positive integer")
+    if not isinstance(options.retries, int) or options.retries < 0:
+        problems.append(f"stage {name!r}: retries must be a non-negative integer")
+    if options.retry_delay < 0:
+        problems.append(f"stage {name!r}: retry_delay must not be negative")
+    if options.timeout is not None and options.timeout <= 0:
+        problems.append(f"stage {name!r}: timeout must be a positive number of seconds")
+    return problems
+
+
+def _importability_problems(record: Stage, portable: bool) -> list[str]:
+    func = record.func
+    qualname = getattr(func, "__qualname__", "")
+    module = getattr(func, "__module__", None)
+    fix = "define it with `def` at the top level of the pipeline file or of an importable module"
+    if "<lambda>" in qualname:
+        return [f"stage {record.name!r} is a lambda, which worker processes cannot import; {fix}"]
+    if "<locals>" in qualname:
+        return [
+            f"stage {record.name!r} is a nested function ({qualname}), which worker "
+            f"processes cannot import; {fix}"
+        ]
+    if not inspect.isfunction(func) and not inspect.isbuiltin(func):
+        return [f"stage {record.name!r} is not a plain function ({func!r}); {fix}"]
+    if not portable:
+        return []
+    owner = sys.modules.get(module or "")
+    if owner is None or module == "__main__" and not getattr(owner, "__file__", None):
+        return [
+            f"stage {record.name!r} is defined in {module!r}, which a fresh worker process "
+            f"cannot import; {fix}, or use --start-method fork"
+        ]
+    target: Any = owner
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+    if target is not func:
+        return [
+            f"stage {record.name!r} cannot be found as {module}.{qualname} by a fresh "
+            f"worker process; {fix}"
+        ]
+    return []
+
+
+def _cycle_problems(dag: nx.DiGraph) -> list[str]:
+    problems = []
+    for component in nx.strongly_connected_components(dag):
+        members = sorted(component)
+        if len(members) == 1 and not dag.has_edge(members[0], members[0]):
+            continue
+        sub = dag.subgraph(component)
+        edges = nx.find_cycle(sub, source=members[0])
+        path = [edges[0][0]] + [v for _, v in edges]
+        problems.append(
+            f"cycle: {' -> '.join(path)}; a stage cannot depend on its own result, "
+            f"remove one of these inputs"
+        )
+    return problems
+
+
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation or "str")

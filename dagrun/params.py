@@ -1,0 +1,94 @@
+"""Convert pipeline-parameter values given as text (``--param NAME=VALUE``).
+
+The parameter's annotation says how: ``int``, ``float``, ``bool``, ``str``,
+``pathlib.Path``, ``list[...]``/``tuple[...]`` (comma-separated), ``X | None``.
+Values that are not text (``params={...}`` in Python) are taken as they are.
+"""
+
+from __future__ import annotations
+
+import inspect
+import pathlib
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+_TRUE = {"1", "true", "yes", "y", "on"}
+_FALSE = {"0", "false", "no", "n", "off"}
+
+
+class ConversionError(ValueError):
+    """A text value does not convert to the parameter's type."""
+
+
+def annotations_of(func: Callable[..., Any]) -> dict[str, Any]:
+    """The function's resolved annotations; unresolvable ones are left out."""
+    try:
+        return typing.get_type_hints(func)
+    except Exception:  # noqa: BLE001 - a bad annotation must not stop the pipeline
+        out = {}
+        for name, param in inspect.signature(func).parameters.items():
+            if param.annotation is not inspect.Parameter.empty and not isinstance(
+                param.annotation, str
+            ):
+                out[name] = param.annotation
+        return out
+
+
+def convert(text: Any, annotation: Any, default: Any = inspect.Parameter.empty) -> Any:
+    """``text`` converted to ``annotation`` (or to the default's type when unannotated)."""
+    if not isinstance(text, str):
+        return text
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        if default is inspect.Parameter.empty or default is None:
+            return text
+        annotation = type(default)
+    return _convert(text, annotation)
+
+
+def _convert(text: str, annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if text.lower() in {"none", "null", ""} and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(text, arg)
+            except ConversionError as exc:
+                errors.append(str(exc))
+        raise ConversionError("; ".join(errors))
+    if origin in (list, tuple, set, frozenset) or annotation in (list, tuple):
+        item = args[0] if args else str
+        parts = [p.strip() for p in text.split(",")] if text.strip() else []
+        values = [_convert(p, item) for p in parts]
+        return (origin or annotation)(values)
+    if annotation is bool:
+        lowered = text.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        msg = f"{text!r} is not a boolean (use true/false, yes/no, 1/0)"
+        raise ConversionError(msg)
+    if annotation in (int, float, complex):
+        try:
+            return annotation(text.strip())
+        except ValueError:
+            msg = f"{text!r} is not a valid {annotation.__name__}"
+            raise ConversionError(msg) from None
+    if annotation is str:
+        return text
+    if isinstance(annotation, type) and issubclass(annotation, pathlib.PurePath):
+        return annotation(text)
+    if isinstance(annotation, type):
+        try:
+            return annotation(text)
+        except Exception as exc:  # noqa: BLE001
+            msg = f"{text!r} does not convert to {annotation.__name__}: {exc}"
+            raise ConversionError(msg) from None
+    return text

@@ -1,0 +1,167 @@
+"""The run's state machine over the graph: pure transitions, no I/O, no clock.
+
+State (stage names are strings; a task is ``TaskKey(stage, batch)``):
+
+    waiting    {stage: set of inputs not yet done}
+    ready      stages whose inputs are all done, not yet taken (pipeline order)
+    running    {stage: batches still outstanding}   (1 for an ordinary stage)
+    done       stages whose result exists
+    failed     stages that failed for good
+    skipped    {stage: reason}  upstream_failed | stopped
+    consumers  {stage: consumers not yet finished}  -> release when it reaches 0
+
+Transitions return what the runner must act on (``Step``): stages that became
+ready, results that can be released, stages skipped. A stage is ready the
+moment its last input is done; there are no levels or waves. With
+``keep_going`` a failure skips only what is downstream of it; without, the
+scheduler stops handing out work and the running tasks drain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+
+class TaskKey(NamedTuple):
+    """One unit of work: a stage, or one batch of a mapped stage."""
+
+    stage: str
+    batch: int | None = None
+
+    def __str__(self) -> str:
+        return self.stage if self.batch is None else f"{self.stage}[{self.batch}]"
+
+
+@dataclass
+class Step:
+    """What a transition asks of the runner."""
+
+    ready: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    stage_done: bool = False
+
+
+class Scheduler:
+    """Decides what may run next; told what finished or failed."""
+
+    def __init__(
+        self,
+        inputs: Mapping[str, Collection[str]],
+        order: Sequence[str],
+        keep: Collection[str],
+        *,
+        keep_going: bool = False,
+    ) -> None:
+        self.order = {name: i for i, name in enumerate(order)}
+        self.inputs = {name: set(inputs.get(name, ())) for name in order}
+        self.consumers_of: dict[str, list[str]] = {name: [] for name in order}
+        for name in order:
+            for upstream in self.inputs[name]:
+                self.consumers_of[upstream].append(name)
+        self.keep = set(keep)
+        self.keep_going = keep_going
+        self.waiting = {name: set(deps) for name, deps in self.inputs.items() if deps}
+        self.ready: list[str] = [name for name in order if not self.inputs[name]]
+        self.running: dict[str, int] = {}
+        self.done: set[str] = set()
+        self.failed: set[str] = set()
+        self.skipped: dict[str, str] = {}
+        self.consumers = {name: len(c) for name, c in self.consumers_of.items()}
+        self.stopped = False
+
+    # -- queries ---------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        """Nothing is running and nothing more will be handed out."""
+        return not self.running and (self.stopped or not self.ready)
+
+    def take_ready(self) -> list[str]:
+        """Hand out every ready stage (in pipeline order) and mark it running."""
+        if self.stopped:
+            return []
+        taken, self.ready = self.ready, []
+        for name in taken:
+            self.running[name] = 1
+        return taken
+
+    # -- transitions -----------------------------------------------------
+    def set_batches(self, stage: str, count: int) -> None:
+        """A mapped stage runs as ``count`` batches (it is done when all are)."""
+        self.running[stage] = count
+
+    def finish(self, key: TaskKey) -> Step:
+        """A task succeeded; when it completes its stage, unblock its consumers."""
+        step = Step()
+        stage = key.stage
+        if stage not in self.running:
+            return step  # a late batch of a stage that already failed
+        self.running[stage] -= 1
+        if self.running[stage] > 0:
+            return step
+        del self.running[stage]
+        self.done.add(stage)
+        step.stage_done = True
+        for upstream in self.inputs[stage]:
+            self.consumers[upstream] -= 1
+            if self.consumers[upstream] == 0 and upstream not in self.keep:
+                step.released.append(upstream)
+        if not self.consumers[stage] and stage not in self.keep:
+            step.released.append(stage)
+        for consumer in self.consumers_of[stage]:
+            deps = self.waiting.get(consumer)
+            if deps is None:
+                continue
+            deps.discard(stage)
+            if not deps:
+                del self.waiting[consumer]
+                step.ready.append(consumer)
+        self.ready.extend(step.ready)
+        self.ready.sort(key=self.order.__getitem__)
+        return step
+
+    def fail(self, key: TaskKey) -> Step:
+        """A task failed for good: its stage fails and everything downstream is skipped."""
+        step = Step()
+        stage = key.stage
+        if stage not in self.running:
+            return step
+        del self.running[stage]
+        self.failed.add(stage)
+        for upstream in self.inputs[stage]:
+            self.consumers[upstream] -= 1
+            if self.consumers[upstream] == 0 and upstream not in self.keep:
+                step.released.append(upstream)
+        pending = list(self.consumers_of[stage])
+        while pending:
+            name = pending.pop()
+            if name in self.skipped or name in self.done or name in self.failed:
+                continue
+            self.skipped[name] = step.skipped[name] = "upstream_failed"
+            self.waiting.pop(name, None)
+            if name in self.ready:
+                self.ready.remove(name)
+            for upstream in self.inputs[name]:
+                if upstream in self.failed or upstream in self.skipped:
+                    continue
+                self.consumers[upstream] -= 1
+                done_with = self.consumers[upstream] == 0 and upstream in self.done
+                if done_with and upstream not in self.keep:
+                    step.released.append(upstream)
+            pending.extend(self.consumers_of[name])
+        if not self.keep_going:
+            step.skipped.update(self.stop())
+        return step
+
+    def stop(self) -> dict[str, str]:
+        """Hand out nothing more; every stage not yet started is skipped as ``stopped``."""
+        self.stopped = True
+        skipped = {}
+        for name in list(self.ready) + list(self.waiting):
+            if name not in self.skipped:
+                self.skipped[name] = skipped[name] = "stopped"
+        self.ready.clear()
+        self.waiting.clear()
+        return skipped
