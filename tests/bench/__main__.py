@@ -1,0 +1,115 @@
+"""``python -m tests.bench``: run the benchmark suite and print the ratio table."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from . import report, workloads
+from .harness import REPO, Runner, Settings, probe_peers, run_plan
+
+DEFAULT_JSON = REPO / "tests" / "bench" / "results.json"
+DEFAULT_MD = REPO / "tests" / "bench" / "README_TABLE.md"
+SCRATCH = REPO / "bench-results"
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line."""
+    p = argparse.ArgumentParser(
+        prog="python -m tests.bench",
+        description="dagrun against its peers: medians, ratios and goals from one run. "
+        "A full run writes tests/bench/results.json and tests/bench/README_TABLE.md; "
+        "--quick or --only write to bench-results/ unless --json / --markdown say otherwise.",
+    )
+    p.add_argument("--quick", action="store_true", help="the reduced set (< 2 minutes)")
+    p.add_argument(
+        "--only", action="append", default=[], metavar="WORKLOAD[:CASE]",
+        help=f"run only these (repeatable or comma-separated): {', '.join(workloads.WORKLOADS)}",
+    )
+    p.add_argument("--json", type=Path, help="where the results JSON goes")
+    p.add_argument("--markdown", type=Path, help="where the README section goes")
+    p.add_argument("--reps", type=int, help="repetitions per cell (default 5; --quick 3)")
+    p.add_argument("--timeout", type=float, help="seconds per measurement (default 180; quick 40)")
+    p.add_argument("--workers", type=int, default=workloads.cores(),
+                   help="worker processes per engine (default: usable CPUs)")
+    return p.parse_args(argv)
+
+
+def select(cases: list[workloads.Case], only: list[str], quick: bool) -> list[workloads.Case]:
+    """The cases that ``--only`` and ``--quick`` leave."""
+    wanted = [w.strip() for item in only for w in item.split(",") if w.strip()]
+    unknown = [w for w in wanted if w.split(":")[0] not in workloads.WORKLOADS]
+    if unknown:
+        msg = f"unknown workload(s) {', '.join(unknown)}; choose from {workloads.WORKLOADS}"
+        raise SystemExit(msg)
+
+    def keep(c: workloads.Case) -> bool:
+        if quick and not c.quick_peers:
+            return False
+        if not wanted:
+            return True
+        return any(w == c.workload or w == f"{c.workload}:{c.name}" for w in wanted)
+
+    return [c for c in cases if keep(c)]
+
+
+def main(argv: list[str]) -> int:
+    """Run the suite; exit 0 whatever the numbers say (a benchmark measures, never asserts)."""
+    args = parse(argv)
+    partial = args.quick or bool(args.only)
+    reps = args.reps or (3 if args.quick else 5)
+    timeout = args.timeout or (40.0 if args.quick else 180.0)
+    stem = "results-quick" if args.quick else "results"
+    json_path = args.json or (SCRATCH / f"{stem}.json" if partial else DEFAULT_JSON)
+    md_path = args.markdown or (SCRATCH / f"{stem}.md" if partial else DEFAULT_MD)
+    log_dir = SCRATCH / "logs" / time.strftime("%Y%m%d-%H%M%S")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    command = "python -m tests.bench " + shlex.join(argv) if argv else "python -m tests.bench"
+    started = report.now()
+    t0 = time.perf_counter()
+
+    print(f"dagrun bench: {command}; logs in {log_dir.relative_to(REPO)}", flush=True)
+    unavailable = probe_peers()
+    for peer, why in unavailable.items():
+        if why:
+            print(f"  {peer}: unavailable ({why})", flush=True)
+    iterations = 0
+    only = [w.strip() for item in args.only for w in item.split(",")]
+    if not only or any(w.startswith("parallel") for w in only):
+        iterations = workloads.calibrate()
+        print(f"  calibrated burn: {iterations} iterations ≈ 0.5 s", flush=True)
+    cases = select(workloads.cases(iterations), args.only, args.quick)
+
+    settings = Settings(reps=reps, timeout_s=timeout, workers=args.workers,
+                        log_dir=log_dir, quick=args.quick,
+                        echo=lambda s: print(s, flush=True))
+    cells = run_plan(cases, settings, Runner(settings, unavailable))
+
+    scores = report.score(cells)
+    gs = report.goals(scores)
+    meta = {
+        "command": command,
+        "started": started,
+        "finished": report.now(),
+        "elapsed_s": round(time.perf_counter() - t0, 1),
+        "quick": args.quick,
+        "reps": reps,
+        "workers": args.workers,
+        "timeout_s": timeout,
+        "burn_iterations": iterations,
+        "machine": report.machine(),
+    }
+    print(report.long_table(scores))
+    print("\n## goals\n")
+    print(report.goals_table(gs))
+    report.dump_json(json_path, report.to_json(scores, gs, meta))
+    report.write(md_path, report.markdown(scores, gs, meta))
+    print(f"\n{meta['elapsed_s']:.0f} s; wrote {json_path} and {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,111 @@
+"""One measurement in a fresh process: ``python -m tests.bench.child SPEC_JSON OUT_PATH``.
+
+The harness starts one of these per (peer, case, repetition), so no peer
+inherits another's warm caches, leftover workers or fragmented heap. The
+child::
+
+    start the peer's engine            (not timed; see the startup workload)
+    run the tiny DAG once              (warm-up: imports, first-task costs)
+    run the tiny DAG 3x, timed         -> tiny_s (median is subtracted)
+    run the real DAG once, timed       -> wall_s, net_s = wall_s - median(tiny_s)
+    stop the engine
+
+With ``"memory": true`` the last tiny run and the real run are each watched
+by a :class:`~tests.bench.monitor.MemoryMonitor`. The result (or the error)
+is written as JSON to OUT_PATH; stdout/stderr go to the harness's log file.
+SIGTERM (the harness's timeout) unwinds through the peer's ``__exit__`` so
+pools, clusters and Ray are shut down.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import statistics
+import sys
+import time
+import traceback
+from typing import Any
+
+from . import workloads
+from .monitor import MemoryMonitor, wait_quiet
+from .peers import PEERS, Unavailable
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(143)
+
+
+def _close(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+    return a == b
+
+
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run the measurement ``spec`` describes; return the sample record."""
+    workload, params, peer_name = spec["workload"], spec["params"], spec["peer"]
+    dag = workloads.build(workload, params)
+    tiny = workloads.build(workload, params, tiny=True)
+    watch = bool(spec.get("memory"))
+    peer = PEERS[peer_name](spec["workers"])
+    why = peer.unsupported(dag, workload)
+    if why:
+        return {"status": "n/a", "note": why}
+    record: dict[str, Any] = {"status": "ok"}
+    t_start = time.perf_counter()
+    with peer:
+        record["engine_start_s"] = time.perf_counter() - t_start
+        peer.run(tiny)
+        tiny_s = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            peer.run(tiny)
+            tiny_s.append(time.perf_counter() - t0)
+        if watch:
+            wait_quiet()
+            with MemoryMonitor() as mon:
+                peer.run(tiny)
+            record["tiny_peak_bytes"] = mon.delta
+            wait_quiet()
+        with MemoryMonitor() if watch else _nothing() as mon:
+            t0 = time.perf_counter()
+            out = peer.run(dag)
+            wall = time.perf_counter() - t0
+        if watch:
+            record["peak_bytes"] = mon.delta
+            record["peak_net_bytes"] = mon.delta - record["tiny_peak_bytes"]
+            record["monitor_samples"] = mon.samples
+    want = workloads.expected(workload, params)
+    if want is not None and not all(_close(out[k], v) for k, v in want.items()):
+        return {"status": "error", "note": f"wrong result: {out!r}, expected {want!r}"}
+    record.update(wall_s=wall, tiny_s=tiny_s, net_s=wall - statistics.median(tiny_s))
+    return record
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def main(argv: list[str]) -> int:
+    """Entry point: measure, write the record, exit 0 unless the harness must look at the log."""
+    spec, out_path = json.loads(argv[0]), argv[1]
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        record = measure(spec)
+    except Unavailable as exc:
+        record = {"status": "unavailable", "note": str(exc)}
+    except BaseException as exc:  # noqa: BLE001 - every ending is reported to the harness
+        traceback.print_exc()
+        record = {"status": "error", "note": f"{type(exc).__name__}: {exc}"[:500]}
+    with open(out_path, "w") as f:
+        json.dump(record, f)
+    return 0 if record["status"] in ("ok", "n/a", "unavailable") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,149 @@
+"""The five workloads: their cases, which peers run them, and how a sample is scored.
+
+A :class:`Case` is one column of a workload's table (``1GiB``,
+``layered-10000``…). Its ``params`` are JSON, sent to the child process that
+rebuilds the DAG with :func:`build`. Every DAG workload also has a *tiny*
+version of the same shape (one page instead of 1 GiB, one task instead of
+10,000) that the child runs just before the real one; ``net_s`` is the real
+run's wall time minus the tiny run's, so each peer's fixed per-run costs
+(dagrun starting its pool, a Ray round trip) cancel out and what remains is
+the cost of the data or of the extra tasks. Start-up is its own workload.
+
+Scores (``metric``), one number per sample::
+
+    handoff   overhead_s  net_s(peer) - net_s(floor) of the same repetition
+    overhead  us_per_task net_s / (tasks - 1) * 1e6
+    parallel  net_s       speedup = floor / peer, efficiency = speedup / min(cores, tasks)
+    memory    peak_bytes  peak(real) - peak(tiny) of RssAnon(tree) + /dev/shm
+    startup   wall_s      the whole command, interpreter start-up included
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import tasks
+from .tasks import PAGE_ELEMS, Dag, MiB
+
+GiB = 1024 * MiB
+
+DAG_PEERS = (
+    "floor",
+    "dagrun",
+    "pool",
+    "ppe",
+    "dask-processes",
+    "dask-cluster",
+    "ray",
+    "joblib",
+)
+ARRAY_PEERS = ("floor", "dagrun", "dagrun-empty", "pool", "ppe", "shm", "joblib",
+               "dask-processes", "dask-cluster", "ray")
+MEMORY_PEERS = ("floor", "dagrun", "dagrun-empty", "pool", "joblib", "dask-processes",
+                "dask-cluster", "ray")
+STARTUP_HELP_PEERS = ("floor", "typer", "dagrun")
+STARTUP_HELLO_PEERS = ("floor", "dagrun", "dagrun-api", "pool", "pool-forkserver", "ppe",
+                       "dask-processes", "dask-cluster", "ray", "joblib")
+
+WORKLOADS = ("handoff", "overhead", "parallel", "memory", "startup")
+UNITS = {
+    "handoff": "overhead over the floor, ms",
+    "overhead": "µs per task",
+    "parallel": "wall s (speedup / efficiency)",
+    "memory": "peak above idle, GiB (× two-array floor)",
+    "startup": "wall s",
+}
+
+
+def cores() -> int:
+    """CPUs this process may run on."""
+    return len(os.sched_getaffinity(0))
+
+
+@dataclass(frozen=True)
+class Case:
+    """One column of a workload: its parameters and the peers that run it."""
+
+    workload: str
+    name: str
+    params: dict[str, Any]
+    peers: tuple[str, ...]
+    quick_peers: tuple[str, ...] = ()  # in --quick: these peers only; empty: not run
+    reps: int = 0  # 0: the run's default
+    timeout_s: float = 0  # 0: the run's default
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def size_name(nbytes: int) -> str:
+    """``1GiB``, ``128MiB``."""
+    return f"{nbytes // GiB}GiB" if nbytes >= GiB else f"{nbytes // MiB}MiB"
+
+
+def cases(iterations: int) -> list[Case]:
+    """Every case of the full run (``iterations``: calibrated ~0.5 s of ``tasks.burn``)."""
+    out: list[Case] = []
+    core_quick = ("floor", "dagrun", "dagrun-empty", "pool", "shm", "ray")
+    for nbytes in (8 * MiB, 128 * MiB, GiB):
+        quick = {8 * MiB: (), 128 * MiB: core_quick, GiB: ("floor", "dagrun", "dagrun-empty",
+                                                           "shm", "ray")}[nbytes]
+        out.append(Case("handoff", size_name(nbytes), {"nbytes": nbytes}, ARRAY_PEERS, quick))
+    for n in (1_000, 10_000):
+        for shape in ("independent", "chain", "layered"):
+            quick: tuple[str, ...] = ()
+            if n == 1_000:
+                quick = ("floor", "dagrun", "pool", "ppe", "dask-processes", "ray")
+            if n == 1_000 and shape == "layered":
+                quick = (*quick, "dask-cluster")
+            out.append(Case("overhead", f"{shape}-{n}", {"shape": shape, "n": n}, DAG_PEERS, quick))
+    out.append(Case("parallel", "8x0.5s", {"tasks": 8, "iterations": iterations}, DAG_PEERS,
+                    ("floor", "dagrun", "pool", "joblib")))
+    out.append(Case("memory", "6x512MiB", {"stages": 6, "nbytes": 512 * MiB}, MEMORY_PEERS))
+    out.append(Case("memory", "6x128MiB", {"stages": 6, "nbytes": 128 * MiB},
+                    ("floor", "dagrun", "dagrun-empty", "pool", "dask-cluster", "ray"),
+                    ("floor", "dagrun", "dagrun-empty", "dask-cluster")))
+    out.append(Case("startup", "help", {"what": "help"}, STARTUP_HELP_PEERS,
+                    STARTUP_HELP_PEERS, reps=5))
+    out.append(Case("startup", "hello", {"what": "hello"}, STARTUP_HELLO_PEERS,
+                    ("floor", "dagrun", "dagrun-api", "pool-forkserver", "dask-cluster")))
+    return out
+
+
+def build(workload: str, params: dict[str, Any], *, tiny: bool = False) -> Dag:
+    """The DAG a child runs for ``workload`` (or its tiny twin)."""
+    if workload == "handoff":
+        return tasks.handoff_dag(4096 if tiny else params["nbytes"])
+    if workload == "overhead":
+        return tasks.overhead_dag(params["shape"], 1 if tiny else params["n"])
+    if workload == "parallel":
+        return tasks.parallel_dag(1, 1) if tiny else tasks.parallel_dag(
+            params["tasks"], params["iterations"]
+        )
+    if workload == "memory":
+        return tasks.memory_dag(params["stages"], 4096 if tiny else params["nbytes"])
+    msg = f"no DAG for workload {workload!r}"
+    raise ValueError(msg)
+
+
+def expected(workload: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The sinks' correct values where they are cheap to know (None: not checked)."""
+    if workload == "handoff":
+        return {"consume": 1.5 * -(-(params["nbytes"] // 8) // PAGE_ELEMS)}
+    if workload == "memory":
+        pages = -(-(params["nbytes"] // 8) // PAGE_ELEMS)
+        return {"check": (1.5 + params["stages"] - 1) * pages}
+    return None
+
+
+def calibrate(target_s: float = 0.5) -> int:
+    """Iterations of ``tasks.burn`` that take about ``target_s`` on this machine."""
+    import time
+
+    n = 200_000
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        tasks.burn(n)
+        best = min(best, time.perf_counter() - t0)
+    return max(1, int(n * target_s / best))
