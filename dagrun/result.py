@@ -55,10 +55,13 @@ class RunResult(Mapping[str, Any]):
         return self.status == "succeeded"
 
     def __getitem__(self, name: str) -> Any:
+        if not self._finalizer.alive and name in self.targets:
+            msg = (
+                f"the result of run {self.run_id} is closed, so {name!r} is gone; "
+                f"read outputs inside `with dagrun.run(...) as result:`"
+            )
+            raise DagrunError(msg)
         if name in self._values:
-            if not self._finalizer.alive:
-                msg = f"the result of run {self.run_id} is closed; read {name!r} inside `with`"
-                raise DagrunError(msg)
             return self._values[name]
         if name in self.errors:
             raise self.errors[name]

@@ -13,6 +13,7 @@ left (they are released at once, so memory follows the live set).
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import math
@@ -29,7 +30,14 @@ from types import ModuleType
 from typing import IO, Any
 
 from . import store
-from .errors import Interrupted, StageFailed, StageTimeout, UsageError, WorkerCrashed
+from .errors import (
+    Interrupted,
+    StageFailed,
+    StageTimeout,
+    UsageError,
+    ValidationError,
+    WorkerCrashed,
+)
 from .events import EventLog
 from .executors.base import (
     Batched,
@@ -42,6 +50,7 @@ from .executors.base import (
 )
 from .graph import Graph, build_graph
 from .loader import load
+from .lock import PipelineLock
 from .pipeline import Pipeline
 from .result import RunResult
 from .scheduler import Scheduler, Step, TaskKey
@@ -79,6 +88,10 @@ def run(
     console: IO[str] | None = None,
     timeout: float | None = None,
     max_tasks_per_worker: int | None = None,
+    force: Iterable[str] = (),
+    no_cache: bool = False,
+    lock: bool = True,
+    wait: bool = False,
 ) -> RunResult:
     """Run a pipeline and return its ``RunResult`` (a context manager).
 
@@ -87,9 +100,12 @@ def run(
     stages to produce (default: those nothing else consumes); ``workers``
     defaults to the usable CPUs. ``log_format`` is ``console``, ``json`` or
     ``none`` (events still go to the run's ``events.jsonl``). ``timeout`` is
-    the default per-task timeout in seconds. Invalid input raises a
+    the default per-task timeout in seconds. ``force`` and ``no_cache`` are
+    accepted for the cache (every stage is computed in this version). Invalid input raises a
     ``UsageError`` before anything runs; stage failures do not raise: see
-    ``RunResult.status`` and ``RunResult.errors``.
+    ``RunResult.status`` and ``RunResult.errors``. With ``lock`` (the
+    default) a second run of the same pipeline on the same state directory
+    raises ``LockHeldError`` at once, or with ``wait`` waits for the first.
     """
     if executor not in EXECUTORS:
         msg = f"unknown executor {executor!r}; choose one of: {', '.join(EXECUTORS)}"
@@ -108,9 +124,19 @@ def run(
     method = start_method or mp.get_start_method(allow_none=False)
     pipe = load(pipeline)
     graph = build_graph(pipe, params, targets, portable=executor == "local" and method != "fork")
+    unknown = [name for name in force if name not in graph.nodes]
+    if unknown:
+        msg = f"--force names unknown stage(s): {', '.join(map(repr, unknown))}"
+        raise ValidationError([msg])
     workers = workers or usable_cpus()
-    return _Run(graph, executor, method, workers, keep_going, state_dir, log_format,
-                console, timeout, max_tasks_per_worker).execute()
+    state = Path(state_dir) if state_dir is not None else default_state_dir()
+    run_id = new_run_id()
+    source = pipe.source
+    key = (source.path or source.module) if source is not None else pipe.name
+    guard = PipelineLock(state, key, run_id, wait=wait) if lock else contextlib.nullcontext()
+    with guard:
+        return _Run(graph, run_id, executor, method, workers, keep_going, state, log_format,
+                    console, timeout, max_tasks_per_worker).execute()
 
 
 def new_run_id() -> str:
@@ -124,11 +150,12 @@ class _Run:
     def __init__(
         self,
         graph: Graph,
+        run_id: str,
         executor: str,
         start_method: str,
         workers: int,
         keep_going: bool,
-        state_dir: str | Path | None,
+        state_dir: Path,
         log_format: str,
         console: IO[str] | None,
         timeout: float | None,
@@ -140,8 +167,8 @@ class _Run:
         self.workers = 1 if executor == "inline" else workers
         self.timeout = timeout
         self.max_tasks = max_tasks_per_worker
-        self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
-        self.run_id = new_run_id()
+        self.state_dir = state_dir
+        self.run_id = run_id
         self.run_dir = self.state_dir / "runs" / self.run_id
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.events = EventLog(

@@ -1,0 +1,87 @@
+"""Shared fixtures: executor configurations, a state directory, and a leak check
+that every test passes through (no segment in /dev/shm, no worker process left)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+collect_ignore = ["bench"]
+
+RESOURCES = Path(__file__).parent / "resources"
+ROOT = Path(__file__).parent.parent
+
+# One behaviour suite, every way of running it.
+EXECUTORS = [
+    pytest.param(("inline", None), id="inline"),
+    pytest.param(("local", "fork"), id="fork"),
+    pytest.param(("local", "forkserver"), id="forkserver"),
+    pytest.param(("local", "spawn"), id="spawn"),
+]
+
+
+def shm_entries() -> set[str]:
+    """Names in /dev/shm that belong to dagrun."""
+    try:
+        return {n for n in os.listdir("/dev/shm") if n.startswith("dagrun")}
+    except FileNotFoundError:
+        return set()
+
+
+def children() -> list[int]:
+    """Live child processes of this test process, other than multiprocessing helpers."""
+    try:
+        import psutil
+    except ImportError:
+        return [p.pid for p in multiprocessing.active_children()]
+    names = ("forkserver", "resource_tracker")
+    out = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            cmd = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if any(n in cmd for n in names) or child.status() == psutil.STATUS_ZOMBIE:
+            continue
+        out.append(child.pid)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_leaks():
+    """Every test leaves /dev/shm and the process table as it found them."""
+    before = shm_entries()
+    yield
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (shm_entries() - before or children()):
+        time.sleep(0.05)
+    leaked = shm_entries() - before
+    assert not leaked, f"shared memory leaked: {sorted(leaked)}"
+    assert not children(), f"processes left running: {children()}"
+
+
+@pytest.fixture(params=EXECUTORS)
+def how(request):
+    """(executor, start_method) for the behaviour suite."""
+    return request.param
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture(autouse=True)
+def _importable_resources():
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+
+
+def resource(name: str) -> str:
+    """Path of a fixture pipeline file."""
+    return str(RESOURCES / f"{name}.py")

@@ -1,0 +1,6 @@
+from dagrun import stage
+
+
+@stage
+def fine() -> int:
+    return 1 +

@@ -1,0 +1,7 @@
+from dagrun import stage
+import sys
+
+
+@stage
+def quits() -> int:
+    sys.exit(3)

@@ -1,0 +1,166 @@
+"""The behaviour suite: the same pipelines through every executor and start method."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dagrun
+from tests.conftest import resource
+
+
+def run(name: str, how, state_dir: Path, **kwargs):
+    executor, method = how
+    return dagrun.run(
+        resource(name),
+        executor=executor,
+        start_method=method,
+        state_dir=state_dir,
+        log_format="none",
+        workers=kwargs.pop("workers", 2),
+        **kwargs,
+    )
+
+
+def events_of(result) -> list[dict]:
+    return [json.loads(line) for line in result.events_path.read_text().splitlines()]
+
+
+def test_hello_produces_the_sink(how, state_dir):
+    """The sink is the default target and carries the computed value."""
+    with run("hello", how, state_dir, params={"name": "dagrun"}) as result:
+        assert result.status == "succeeded"
+        assert dict(result) == {"report": "hello, dagrun (13 characters)"}
+
+
+def test_events_have_the_spec_fields(how, state_dir):
+    """Every event has the common fields, and each kind its own."""
+    with run("hello", how, state_dir) as result:
+        events = events_of(result)
+    common = {"event", "timestamp", "level", "run_id"}
+    fields = {
+        "run_started": {"pipeline", "stages", "workers", "executor"},
+        "task_started": {"stage", "attempt", "worker_pid"},
+        "task_finished": {
+            "stage", "attempt", "worker_pid", "wall_s", "cpu_s", "max_rss_bytes",
+            "queue_wait_s", "input_bytes", "output_bytes", "transport", "cached",
+        },
+        "run_finished": {"status", "wall_s", "succeeded", "failed", "skipped"},
+    }
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    assert kinds.count("task_finished") == 3
+    for event in events:
+        assert common | fields[event["event"]] <= set(event), event
+        assert event["timestamp"].endswith("Z") and event["run_id"] == result.run_id
+    finished = [e for e in events if e["event"] == "task_finished"]
+    assert all(e["max_rss_bytes"] > 1_000_000 for e in finished)
+    assert [e["input_bytes"] > 0 for e in finished] == [False, True, True]
+    assert all(e["transport"] for e in finished)
+
+
+def test_failure_keeps_user_traceback_and_stops(how, state_dir):
+    """A raising stage fails with its traceback into the user's file; downstream is skipped."""
+    with run("failing", how, state_dir) as result:
+        assert result.status == "failed"
+        assert set(result.errors) == {"broken"}
+        error = result.errors["broken"]
+        assert isinstance(error, dagrun.StageFailed)
+        assert "ValueError: bad value 42" in str(error)
+        assert isinstance(error.__cause__, ValueError)
+        assert result.skipped["after_broken"] == "upstream_failed"
+        events = events_of(result)
+    failed = [e for e in events if e["event"] == "task_failed"]
+    assert len(failed) == 1
+    tb = failed[0]["traceback"]
+    assert "failing.py" in tb and "in helper" in tb and "raise ValueError" in tb
+    assert "dagrun/executors" not in tb
+
+
+def test_keep_going_runs_everything_not_downstream(how, state_dir):
+    """With keep_going the unrelated branch completes."""
+    with run("failing", how, state_dir, keep_going=True) as result:
+        assert result.status == "failed"
+        assert result["after_unrelated"] == "FINE"
+        assert "after_broken" not in result
+        with pytest.raises(dagrun.StageFailed):
+            result.raise_for_status()
+
+
+def test_targets_select_ancestors_only(how, state_dir):
+    """--target runs the target and its ancestors; the rest is not_selected."""
+    with run("hello", how, state_dir, targets=["length"]) as result:
+        assert dict(result) == {"length": 12}
+        assert result.skipped == {"report": "not_selected"}
+
+
+def test_arrays_flow_and_inputs_are_read_only(how, state_dir):
+    """Arrays reach consumers intact; writing into an input fails naming the stage."""
+    with run("arrays", how, state_dir, params={"size": 64}, keep_going=True) as result:
+        matrix = np.arange(64 * 64, dtype=np.float64).reshape(64, 64)
+        assert result["checksum"] == float(matrix.sum())
+        error = str(result.errors["vandal"])
+        assert "read-only" in error and "vandal" in error
+
+
+def test_map_fans_out_in_batches(how, state_dir):
+    """A mapped stage runs ceil(n / batch_size) batches and keeps the order."""
+    with run("mapping", how, state_dir, params={"count": 10}, targets=["squared", "total"]) as r:
+        assert r["squared"] == [i * i for i in range(10)]
+        assert r["total"] == sum(i * i for i in range(10))
+        batches = [e for e in events_of(r) if e["event"] == "task_finished" and "batch" in e]
+    assert sorted(e["batch"] for e in batches) == [0, 1, 2, 3]
+    assert sorted(e["items"] for e in batches) == [1, 3, 3, 3]
+
+
+def test_map_failure_names_the_element(how, state_dir):
+    """A failing element fails its batch with the element's index in the message."""
+    with run("mapping", how, state_dir, params={"count": 20}) as result:
+        assert "element 13 of 'numbers'" in str(result.errors["squared"])
+
+
+def test_empty_map(how, state_dir):
+    """An empty input maps to an empty result."""
+    with run("mapping", how, state_dir, params={"count": 0}, targets=["squared", "total"]) as r:
+        assert r["squared"] == [] and r["total"] == 0
+
+
+def test_reuse_under_two_prefixes(how, state_dir):
+    """One module included twice with different bound parameters gives two results."""
+    with run("composed", how, state_dir) as result:
+        assert result["both"] == (0 + 1 + 2, 10 * sum(range(10)))
+
+
+def test_retries_until_success(how, state_dir, tmp_path):
+    """A flaky stage succeeds on its third attempt, logging two task_retrying events."""
+    marker = tmp_path / "attempts.txt"
+    with run("retrying", how, state_dir, targets=["flaky"], params={"marker": str(marker)}) as r:
+        assert r["flaky"] == 3
+        kinds = [e["event"] for e in events_of(r) if e.get("stage") == "flaky"]
+    assert kinds.count("task_retrying") == 2 and kinds.count("task_failed") == 2
+
+
+def test_retry_on_filters_exception_types(how, state_dir):
+    """retry_on=KeyError does not retry a ValueError."""
+    with run("retrying", how, state_dir, targets=["picky"]) as result:
+        assert "picky" in result.errors
+        attempts = [e for e in events_of(result) if e["event"] == "task_failed"]
+    assert len(attempts) == 1
+
+
+def test_sys_exit_is_a_stage_failure(how, state_dir):
+    """sys.exit inside a stage fails that stage, it does not end the run."""
+    with run("sys_exit", how, state_dir) as result:
+        assert "sys.exit(3)" in str(result.errors["quits"])
+
+
+def test_nothing_of_the_run_outlives_close(how, state_dir):
+    """Reading an output after close is an error, not a crash."""
+    result = run("arrays", how, state_dir, params={"size": 8}, targets=["doubled"])
+    assert result["doubled"].shape == (8, 8)
+    result.close()
+    with pytest.raises(dagrun.DagrunError):
+        result["doubled"]
