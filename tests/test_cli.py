@@ -1,0 +1,197 @@
+"""The command line through real subprocesses: every exit code, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, resource, shm_entries
+
+DAGRUN = [sys.executable, "-m", "dagrun"]
+
+
+def dagrun(*args: str, state_dir: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*DAGRUN, *args, "--state-dir", str(state_dir)] if args[0] == "run" else [*DAGRUN, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purposes
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_exit_0_on_success(state_dir):
+    """A successful run exits 0 and prints the run's events."""
+    done = dagrun("run", resource("hello"), "--log-format", "json", state_dir=state_dir)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert events[-1]["event"] == "run_finished" and events[-1]["status"] == "succeeded"
+    run_dir = state_dir / "runs" / events[0]["run_id"]
+    assert (run_dir / "events.jsonl").read_text().count("\n") == len(events)
+
+
+def test_exit_1_on_stage_failure_with_traceback_once(state_dir):
+    """A failing stage exits 1; its traceback (user file and line) is shown once."""
+    done = dagrun("run", resource("failing"), state_dir=state_dir)
+    assert done.returncode == 1
+    out = done.stdout + done.stderr
+    assert out.count("raise ValueError(f\"bad value {value}\")") == 1
+    assert "failing.py\", line 9, in helper" in out
+    assert "stage 'broken' failed" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((resource("invalid"),), "4 errors encountered"),
+        ((resource("hello"), "--param", "nmae=x"), "did you mean 'name'"),
+        ((resource("hello"), "--param", "novalue"), "is not NAME=VALUE"),
+        ((resource("hello"), "--target", "nope"), "unknown target 'nope'"),
+        ((resource("params_pipeline"), "-p", "count=x"), "'x' is not a valid int"),
+        ((resource("syntax_error"),), "syntax_error.py, line 6"),
+        (("does/not/exist.py",), "does not exist"),
+        ((resource("hello"), "--workers", "0"), "workers must be at least 1"),
+        ((resource("hello"), "--executor", "nope"), "Invalid value"),
+    ],
+)
+def test_exit_2_on_invalid_usage(args, message, state_dir):
+    """Invalid pipelines and arguments exit 2 with a message, no traceback, and run nothing."""
+    done = dagrun("run", *args, state_dir=state_dir)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (state_dir / "runs").exists() or not any((state_dir / "runs").iterdir())
+
+
+def test_validate_list_graph(state_dir):
+    """validate, list and graph work on a good pipeline and exit 2 on a bad one."""
+    assert dagrun("validate", resource("hello"), state_dir=state_dir).returncode == 0
+    listing = dagrun("list", resource("hello"), state_dir=state_dir).stdout
+    assert "report" in listing and "shout=False" in listing
+    for fmt, marker in (("text", "report <- greeting, length"), ("mermaid", "flowchart TD"),
+                        ("dot", "digraph")):
+        shown = dagrun("graph", resource("hello"), "--format", fmt, state_dir=state_dir)
+        assert marker in shown.stdout
+    bad = dagrun("validate", resource("invalid"), state_dir=state_dir)
+    assert bad.returncode == 2 and "cycle: alpha -> beta -> gamma -> alpha" in bad.stderr
+
+
+def test_runs_history(state_dir):
+    """`dagrun runs` lists runs and `runs show` gives per-stage metrics."""
+    dagrun("run", resource("hello"), state_dir=state_dir)
+    listing = subprocess.run([*DAGRUN, "runs", "--state-dir", str(state_dir)],
+                             capture_output=True, text=True, cwd=ROOT)
+    assert "succeeded" in listing.stdout
+    run_id = listing.stdout.splitlines()[1].split()[0]
+    shown = subprocess.run([*DAGRUN, "runs", "show", run_id, "--state-dir", str(state_dir)],
+                           capture_output=True, text=True, cwd=ROOT)
+    assert "greeting" in shown.stdout and "pickle" in shown.stdout
+
+
+def start(state_dir: Path, *extra: str) -> tuple[subprocess.Popen, list[dict]]:
+    """Start the long-running pipeline and wait until both tasks have started."""
+    proc = subprocess.Popen(
+        [*DAGRUN, "run", resource("long_running"), "--workers", "2", "--log-format", "json",
+         "--state-dir", str(state_dir), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        start_new_session=True,
+    )
+    events = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        events.append(json.loads(line))
+        if sum(e["event"] == "task_started" for e in events) == 2:
+            return proc, events
+    proc.kill()
+    raise AssertionError(f"tasks did not start: {events}")
+
+
+def workers_of(events: list[dict]) -> list[int]:
+    return [e["worker_pid"] for e in events if e["event"] == "task_started"]
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signals_stop_the_run(signum, code, state_dir):
+    """SIGINT / SIGTERM stop the run within seconds: exit 130 / 143, no worker left."""
+    before = shm_entries()
+    proc, events = start(state_dir)
+    os.killpg(proc.pid, signum)
+    out, _ = proc.communicate(timeout=15)
+    assert proc.returncode == code
+    last = json.loads(out.splitlines()[-1])
+    assert last["event"] == "run_finished" and last["status"] == "interrupted"
+    time.sleep(0.2)
+    assert not any(alive(pid) for pid in workers_of(events))
+    assert shm_entries() == before
+
+
+def test_second_ctrl_c_exits_at_once(state_dir):
+    """A second SIGINT during shutdown exits immediately, still leaving no worker."""
+    proc, events = start(state_dir)
+    os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=15)
+    assert proc.returncode == 130
+    time.sleep(0.5)
+    assert not any(alive(pid) for pid in workers_of(events))
+
+
+def test_workers_die_with_a_killed_driver(state_dir):
+    """SIGKILL of the driver: its workers notice and exit by themselves."""
+    proc, events = start(state_dir)
+    proc.kill()
+    proc.communicate(timeout=15)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(p) for p in workers_of(events)):
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers_of(events))
+    subprocess.run([*DAGRUN, "clean", "--state-dir", str(state_dir)], cwd=ROOT, check=True,
+                   capture_output=True)
+
+
+def test_exit_3_when_the_lock_is_held(state_dir):
+    """A second run of the same pipeline exits 3 at once, naming the holder."""
+    proc, _ = start(state_dir)
+    try:
+        done = subprocess.run(
+            [*DAGRUN, "run", resource("long_running"), "--state-dir", str(state_dir)],
+            capture_output=True, text=True, timeout=30, cwd=ROOT,
+        )
+        assert done.returncode == 3
+        assert f"pid {proc.pid}" in done.stderr
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=15)
+
+
+def test_help_is_fast():
+    """`dagrun --help` works (and does not import numpy)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, dagrun.cli; print('numpy' in sys.modules)"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert done.stdout.strip() == "False"
+    assert subprocess.run([*DAGRUN, "--help"], capture_output=True, cwd=ROOT).returncode == 0
