@@ -1,9 +1,9 @@
 """Errors of the intermediates store, placed under ``dagrun.errors``' tree.
 
-    StoreError (dagrun.errors)
-    ├── StoreFull (dagrun.errors)        no room in shared memory nor on disk
-    ├── SegmentExistsError               a segment name was already taken (never attached)
-    └── SegmentMissingError              a handle names a segment that is gone
+StoreError (dagrun.errors)
+├── StoreFull (dagrun.errors)        no room in shared memory nor on disk
+├── SegmentExistsError               a segment name was already taken (never attached)
+└── SegmentMissingError              a handle names a segment that is gone
 """
 
 from __future__ import annotations

@@ -1,0 +1,207 @@
+"""numpy arrays in segments, and ``empty``/``zeros`` that allocate there directly.
+
+    producer                                  consumer
+    np.ndarray ──copy (threads)──▶ segment ──▶ mmap PROT_READ ──▶ read-only view
+    dagrun.empty() ══ segment, returned as is (handed over by name, no copy) ══▶
+
+An array returned by a stage is copied once into a (recycled, pre-mapped)
+segment, in parallel chunks because one core cannot saturate memory
+bandwidth. An array allocated with ``empty``/``zeros`` inside ``active``
+already lives in a segment: ``encode`` recognises it (its ``base`` chain ends
+at the allocation's root array) and hands over the segment's name with the
+view's offset and strides, so even a non-contiguous view costs nothing.
+An allocation that dies without being returned is freed by its creator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import mmap
+import os
+import weakref
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from . import segments
+from .config import ArrayPayload, Handle, SegmentRef, StoreConfig
+
+PARALLEL_MIN = 16 << 20  # below this a single memcpy is as fast as threads
+CHUNK_MIN = 8 << 20
+
+_active: list[tuple[StoreConfig, str]] = []
+_pool: ThreadPoolExecutor | None = None
+
+
+class _Allocation:
+    """An ``empty``/``zeros`` array's segment, and to which encode it was handed."""
+
+    __slots__ = ("config", "ref", "entry", "handed", "pid")
+
+    def __init__(self, config: StoreConfig, ref: SegmentRef, entry: segments.Mapping) -> None:
+        self.config = config
+        self.ref = ref
+        self.entry = entry
+        self.handed: object | None = None
+        self.pid = os.getpid()
+
+
+_allocations: dict[int, _Allocation] = {}
+
+
+def _after_fork() -> None:
+    global _pool
+    _pool = None
+    _allocations.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def _threads() -> int:
+    try:
+        return min(4, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return min(4, os.cpu_count() or 1)
+
+
+def copy_into(dst: np.ndarray, src: np.ndarray) -> None:
+    """``dst[...] = src`` using a few threads for large arrays (numpy drops the GIL)."""
+    global _pool
+    workers = _threads()
+    nbytes = src.nbytes
+    chunks = min(workers, nbytes // CHUNK_MIN)
+    if nbytes < PARALLEL_MIN or chunks < 2:
+        np.copyto(dst, src, casting="no")
+        return
+    same = (src.flags.c_contiguous and dst.flags.c_contiguous) or (
+        src.flags.f_contiguous and dst.flags.f_contiguous
+    )
+    if same:
+        srcs = np.array_split(src.ravel(order="K").view(np.uint8), chunks)
+        dsts = np.array_split(dst.ravel(order="K").view(np.uint8), chunks)
+    elif src.ndim and src.shape[0] >= chunks:
+        srcs = np.array_split(src, chunks)
+        dsts = np.array_split(dst, chunks)
+    else:
+        np.copyto(dst, src, casting="no")
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(workers, thread_name_prefix="dagrun-copy")
+    for future in [_pool.submit(np.copyto, d, s) for d, s in zip(dsts, srcs, strict=True)]:
+        future.result()
+
+
+def _transport(ref: SegmentRef) -> str:
+    return "shm" if ref.where == "shm" else "file"
+
+
+def _address(arr: np.ndarray) -> int:
+    return arr.__array_interface__["data"][0]
+
+
+def _allocation_of(arr: np.ndarray) -> tuple[_Allocation, np.ndarray] | None:
+    root = arr
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    alloc = _allocations.get(id(root))
+    if alloc is None or not isinstance(root.base, mmap.mmap) or root.base is not alloc.entry.mm:
+        return None
+    return alloc, root
+
+
+def encode_array(arr: np.ndarray, config: StoreConfig, stage: str, session: object) -> Handle:
+    """Store a (large, non-object) array: hand over its allocation, or copy it once."""
+    length = arr.shape[0] if arr.ndim else None
+    found = _allocation_of(arr)
+    if found is not None:
+        alloc, root = found
+        if alloc.handed in (None, session) and arr.nbytes * 2 >= alloc.ref.size:
+            alloc.handed = session
+            with contextlib.suppress(ValueError):
+                arr.flags.writeable = False  # best effort: the producer is done with it
+            offset = _address(arr) - _address(root)
+            payload = ArrayPayload(alloc.ref, offset, arr.dtype, arr.shape, arr.strides)
+            return Handle(_transport(alloc.ref), arr.nbytes, payload, length)
+    entry, ref, _fresh = segments.create(config, arr.nbytes, stage)
+    try:
+        order = "F" if arr.flags.f_contiguous and not arr.flags.c_contiguous else "C"
+        dst = np.ndarray(arr.shape, arr.dtype, buffer=entry.mm, order=order)
+        copy_into(dst, arr)
+        payload = ArrayPayload(ref, 0, arr.dtype, arr.shape, dst.strides)
+        del dst
+    except BaseException:
+        entry.unhold()
+        segments.dispose_unreturned(config, ref, entry)
+        raise
+    entry.unhold()
+    return Handle(_transport(ref), arr.nbytes, payload, length)
+
+
+def decode_array(payload: ArrayPayload, config: StoreConfig, stage: str) -> np.ndarray:
+    """A read-only view of a stored array over the mapped segment (no copy)."""
+    root = segments.open_read(config, payload.segment, stage)
+    return np.ndarray(
+        payload.shape, payload.dtype, buffer=root, offset=payload.offset, strides=payload.strides
+    )
+
+
+@contextlib.contextmanager
+def active(config: StoreConfig, stage: str) -> Iterator[None]:
+    """Make ``empty``/``zeros`` allocate in this run's store while a stage runs."""
+    _active.append((config, stage))
+    try:
+        yield
+    finally:
+        _active.pop()
+
+
+def _allocate(shape: Any, dtype: Any, order: str, zero: bool) -> np.ndarray | None:
+    if not _active:
+        return None
+    config, stage = _active[-1]
+    dt = np.dtype(dtype)
+    dims = (shape,) if isinstance(shape, int | np.integer) else tuple(shape)
+    nbytes = math.prod(int(d) for d in dims) * dt.itemsize
+    if dt.hasobject or nbytes < config.inline_max:
+        return None
+    entry, ref, fresh = segments.create(config, nbytes, stage)
+    try:
+        if zero and not fresh:  # a recycled segment holds an old value; a fresh one reads 0
+            np.ndarray((nbytes,), np.uint8, buffer=entry.mm).fill(0)
+        arr = np.ndarray(dims, dt, buffer=entry.mm, order=order)
+    except BaseException:
+        entry.unhold()
+        segments.dispose_unreturned(config, ref, entry)
+        raise
+    _allocations[id(arr)] = _Allocation(config, ref, entry)
+    weakref.finalize(arr, _allocation_died, id(arr))
+    return arr
+
+
+def _allocation_died(key: int) -> None:
+    alloc = _allocations.pop(key, None)
+    if alloc is None or alloc.pid != os.getpid():
+        return
+    alloc.entry.unhold()
+    if alloc.handed is None:  # never returned: its creator frees it
+        segments.dispose_unreturned(alloc.config, alloc.ref, alloc.entry)
+
+
+def empty(shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
+    """An uninitialised array that a stage can return without a copy.
+
+    Inside a running stage it lives in the run's shared memory; elsewhere
+    (or when small) it is a plain ``numpy.empty``.
+    """
+    made = _allocate(shape, dtype, order, zero=False)
+    return np.empty(shape, dtype=dtype, order=order) if made is None else made
+
+
+def zeros(shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
+    """A zero-filled array that a stage can return without a copy."""
+    made = _allocate(shape, dtype, order, zero=True)
+    return np.zeros(shape, dtype=dtype, order=order) if made is None else made

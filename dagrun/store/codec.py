@@ -1,0 +1,228 @@
+"""``encode``/``decode``: choose each value's transport, and rebuild it read-only.
+
+    value ─┬─ ndarray (large, non-object) ─────────────▶ arrays   (shm | file)
+           ├─ Table/RecordBatch/pandas/polars frame ───▶ arrow    (arrow | arrow+file)
+           ├─ anything pickling to < inline_max bytes ─▶ pickle, inside the handle
+           └─ anything else (containers, objects) ─────▶ tree: a pickled skeleton whose
+              large arrays/tables are persistent ids for their own parts, and whose
+              other large out-of-band buffers become uint8 arrays (shm+pickle, …)
+
+The small path is one ``pickle.dumps`` with no filesystem call; its buffer
+callback aborts as soon as a large buffer shows up, so a container of big
+arrays is never copied into a pickle.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import weakref
+from typing import Any
+
+import numpy as np
+
+from . import arrays, arrow, segments
+from .config import (
+    ArrayPayload,
+    ArrowPayload,
+    BlobPayload,
+    Decoded,
+    Handle,
+    StoreConfig,
+    TreePayload,
+)
+
+_ORDER = ("shm", "arrow", "file", "pickle")
+
+
+class _Large(Exception):
+    """A pickle buffer too large to travel inside a handle."""
+
+
+def _length_of(value: Any) -> int | None:
+    if isinstance(value, np.ndarray):
+        return len(value) if value.ndim else None
+    try:
+        return len(value)
+    except TypeError:
+        return None
+
+
+def _transport(tokens: set[str]) -> str:
+    return "+".join(t for t in _ORDER if t in tokens)
+
+
+def encode(value: Any, config: StoreConfig, stage: str) -> Handle:
+    """Store ``value`` (a stage's result) and return its handle."""
+    if type(value) is np.ndarray:
+        if not value.dtype.hasobject and value.nbytes >= config.inline_max:
+            return arrays.encode_array(value, config, stage, object())
+    else:
+        kind = arrow.kind_of(value)
+        if kind is not None:
+            handle = _try_arrow(value, kind, config, stage)
+            if handle is not None:
+                return handle
+    limit = config.inline_max
+
+    def inband(buffer: pickle.PickleBuffer) -> bool:
+        if memoryview(buffer).nbytes >= limit:
+            raise _Large
+        return True
+
+    try:
+        data = pickle.dumps(value, protocol=5, buffer_callback=inband)
+    except _Large:
+        data = None
+    if data is not None and len(data) < limit:
+        return Handle("pickle", len(data), data, _length_of(value))
+    return _encode_tree(value, config, stage)
+
+
+def _try_arrow(value: Any, kind: str, config: StoreConfig, stage: str) -> Handle | None:
+    if kind in ("pandas", "series"):
+        try:
+            return arrow.encode_arrow(value, kind, config, stage)
+        except (ImportError, TypeError, ValueError):  # mixed object columns: pickle instead
+            return None
+    return arrow.encode_arrow(value, kind, config, stage)
+
+
+class _TreePickler(pickle.Pickler):
+    """Pickles a skeleton; large arrays and tables become parts stored on their own."""
+
+    def __init__(self, file: io.BytesIO, config: StoreConfig, stage: str) -> None:
+        super().__init__(file, protocol=5, buffer_callback=self._buffer)
+        self.config = config
+        self.stage = stage
+        self.session = object()
+        self.parts: list[Handle] = []
+        self.buffers: list[Handle] = []
+        self.seen: dict[int, tuple[int, Any]] = {}
+
+    def persistent_id(self, obj: Any) -> int | None:
+        kind = None
+        if type(obj) is np.ndarray:
+            if obj.dtype.hasobject or obj.nbytes < self.config.inline_max:
+                return None
+        else:
+            kind = arrow.kind_of(obj)
+            if kind is None:
+                return None
+        known = self.seen.get(id(obj))
+        if known is not None:
+            return known[0]
+        if kind is None:
+            handle = arrays.encode_array(obj, self.config, self.stage, self.session)
+        else:
+            handle = _try_arrow(obj, kind, self.config, self.stage)
+            if handle is None:
+                return None
+        self.parts.append(handle)
+        self.seen[id(obj)] = (len(self.parts) - 1, obj)  # keep obj alive: ids stay unique
+        return len(self.parts) - 1
+
+    def _buffer(self, buffer: pickle.PickleBuffer) -> bool:
+        view = memoryview(buffer)
+        if view.nbytes < self.config.inline_max:
+            return True
+        flat = np.frombuffer(view.cast("B") if view.contiguous else view.tobytes(), np.uint8)
+        self.buffers.append(arrays.encode_array(flat, self.config, self.stage, self.session))
+        return False
+
+
+def _encode_blob(data: bytes, config: StoreConfig, stage: str) -> BlobPayload:
+    entry, ref, _fresh = segments.create(config, len(data), stage)
+    try:
+        entry.mm[: len(data)] = data
+    except BaseException:
+        entry.unhold()
+        segments.dispose_unreturned(config, ref, entry)
+        raise
+    entry.unhold()
+    return BlobPayload(ref, len(data))
+
+
+def _encode_tree(value: Any, config: StoreConfig, stage: str) -> Handle:
+    file = io.BytesIO()
+    pickler = _TreePickler(file, config, stage)
+    pickler.dump(value)
+    data = file.getvalue()
+    skeleton: bytes | BlobPayload = data
+    members = (*pickler.parts, *pickler.buffers)
+    tokens = {"pickle"}
+    for member in members:
+        tokens.update(member.transport.split("+"))
+    nbytes = len(data) + sum(m.nbytes for m in members)
+    length = _length_of(value)
+    if len(data) >= config.inline_max:
+        skeleton = _encode_blob(data, config, stage)
+        if skeleton.segment.where == "file":
+            tokens.add("file")
+        if not members:  # just a large pickle
+            return Handle(_transport(tokens), nbytes, skeleton, length)
+    payload = TreePayload(skeleton, tuple(pickler.parts), tuple(pickler.buffers))
+    return Handle(_transport(tokens), nbytes, payload, length)
+
+
+class _TreeUnpickler(pickle.Unpickler):
+    """Rebuilds a skeleton, decoding each persistent id from its own part."""
+
+    def __init__(
+        self,
+        file: Any,
+        parts: tuple[Handle, ...],
+        buffers: list[Any],
+        config: StoreConfig,
+        stage: str,
+    ) -> None:
+        super().__init__(file, buffers=buffers)
+        self.parts = parts
+        self.config = config
+        self.stage = stage
+
+    def persistent_load(self, pid: Any) -> Any:
+        return _decode_value(self.parts[pid], self.config, self.stage)
+
+
+def _decode_value(handle: Handle, config: StoreConfig, stage: str) -> Any:
+    payload = handle.payload
+    if isinstance(payload, ArrayPayload):
+        return arrays.decode_array(payload, config, stage)
+    if isinstance(payload, ArrowPayload):
+        return arrow.decode_arrow(payload, config, stage)
+    if isinstance(payload, BlobPayload):
+        return pickle.loads(_read_blob(payload, config, stage))
+    if isinstance(payload, TreePayload):
+        data = payload.skeleton
+        if isinstance(data, BlobPayload):
+            data = _read_blob(data, config, stage)
+        buffers = [_decode_value(b, config, stage) for b in payload.buffers]
+        unpickler = _TreeUnpickler(io.BytesIO(data), payload.parts, buffers, config, stage)
+        return unpickler.load()
+    return pickle.loads(payload)
+
+
+def _read_blob(blob: BlobPayload, config: StoreConfig, stage: str) -> Any:
+    return segments.open_read(config, blob.segment, stage)[: blob.size]
+
+
+def decode(handle: Handle, config: StoreConfig, stage: str) -> Decoded:
+    """Read a stored value back; arrays come back read-only, mapped where stored."""
+    payload = handle.payload
+    if type(payload) is bytes:
+        value = pickle.loads(payload)
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+        return Decoded(value)
+    decoded = Decoded(_decode_value(handle, config, stage))
+    ref = weakref.ref(decoded)
+
+    def close() -> None:
+        # Drop our reference; the mapping's lock goes when the user's views do.
+        target = ref()
+        if target is not None:
+            target.value = None
+
+    decoded.close = close
+    return decoded
