@@ -11,6 +11,7 @@ and ``targets``, and cycles (named in cycle order).
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import sys
 from collections.abc import Iterable, Mapping
@@ -136,9 +137,8 @@ def _resolve(
     problems: list[str] = []
     inputs: dict[str, str] = {}
     values: dict[str, Any] = {}
-    hints = annotations_of(record.func)
     try:
-        signature = inspect.signature(record.func)
+        signature, hints = _signature(record.func)
     except (TypeError, ValueError):
         return Node(record, {}, {}), [f"stage {record.name!r} has no inspectable signature"]
     for param in signature.parameters.values():
@@ -185,6 +185,12 @@ def _resolve(
                 f"parameter a default, or pass --param {pname}=VALUE"
             )
     return Node(record, inputs, values), problems
+
+
+@functools.lru_cache(maxsize=4096)
+def _signature(func: Any) -> tuple[inspect.Signature, dict[str, Any]]:
+    # Programmatic pipelines bind one function thousands of times: inspect it once.
+    return inspect.signature(func), annotations_of(func)
 
 
 def _free_parameter_names(nodes: Mapping[str, Node], pipeline: Pipeline) -> set[str]:

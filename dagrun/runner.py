@@ -250,8 +250,8 @@ class _Run:
         assert self.exe is not None and self.guard is not None
         scheduler = self.scheduler
         while True:
-            ready = scheduler.take_ready()
-            if ready:
+            # Planning can finish a stage at once (an empty map), making more ready.
+            while ready := scheduler.take_ready():
                 self._plan(ready)
             self._dispatch()
             if scheduler.finished:

@@ -26,11 +26,32 @@ EXECUTORS = [
 
 
 def shm_entries() -> set[str]:
-    """Names in /dev/shm that belong to dagrun."""
+    """Names in /dev/shm that belong to dagrun runs of this process or of drivers now gone.
+
+    Segments are named ``dagrun-<driver pid>-...``; those of another live driver
+    (a run outside this test session) are not this test's to judge.
+    """
     try:
-        return {n for n in os.listdir("/dev/shm") if n.startswith("dagrun")}
+        names = [n for n in os.listdir("/dev/shm") if n.startswith("dagrun")]
     except FileNotFoundError:
         return set()
+    return {n for n in names if not _foreign_live_owner(n)}
+
+
+def _foreign_live_owner(name: str) -> bool:
+    parts = name.split("-")
+    if len(parts) < 2 or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid not in {c for c in children()}
 
 
 def children() -> list[int]:

@@ -9,23 +9,26 @@
 Each worker has its own pipe and runs one task at a time, so the executor
 always knows which task a dead worker was running: that task alone fails,
 with how the worker died, and a fresh worker takes its place. ``wait``
-blocks on every pipe and every sentinel together (no polling) and on the
-nearest task deadline, so timeouts need no timer thread. Workers start
-lazily, up to ``workers``, and die with the driver (``PR_SET_PDEATHSIG``
-plus end-of-file on their pipe).
+blocks in one ``poll`` object on every pipe and every sentinel together
+(registered once per worker, not per call) and on the nearest task
+deadline, so timeouts need no timer thread. Workers start lazily, up to
+``workers``, and die with the driver (``PR_SET_PDEATHSIG`` plus end-of-file
+on their pipe).
 """
 
 from __future__ import annotations
 
 import ctypes
+import math
 import multiprocessing as mp
 import os
 import pickle
+import select
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
 
 from ..pipeline import ModuleSource
@@ -53,6 +56,7 @@ class _Worker:
         self.spec: TaskSpec | None = None
         self.deadline: float | None = None
         self.tasks_done = 0
+        self.fds: tuple[int, ...] = ()
 
     @property
     def pid(self) -> int:
@@ -81,6 +85,8 @@ class LocalExecutor:
             self._ctx.set_forkserver_preload(["dagrun.executors.local", "numpy", "pyarrow"])
         self._init = WorkerInit(tuple(sources), pickle.dumps(dict(funcs)), config, os.getpid())
         self._max_tasks = max_tasks_per_worker
+        self._poll = select.poll()
+        self._watched: dict[int, tuple[_Worker, bool] | None] = {}  # fd -> (worker, is sentinel)
         self._idle: list[_Worker] = []
         self._busy: dict[Connection, _Worker] = {}
         self._outcomes: list[TaskOutcome] = []
@@ -101,33 +107,42 @@ class LocalExecutor:
         return worker.pid
 
     def wait(self, timeout: float | None, wake: int | None = None) -> list[TaskOutcome]:
-        if self._outcomes:
-            outcomes, self._outcomes = self._outcomes, []
-            return outcomes
-        extra = [wake] if wake is not None else []
-        if not self._busy:
-            if timeout:
-                wait(extra, timeout) if extra else time.sleep(timeout)
-            return []
+        if not self._outcomes:
+            self._wait(timeout, wake)
+        outcomes, self._outcomes = self._outcomes, []
+        return outcomes
+
+    def _wait(self, timeout: float | None, wake: int | None) -> None:
+        if wake is not None and wake not in self._watched:
+            self._watched[wake] = None
+            self._poll.register(wake, select.POLLIN)
         deadline = min((w.deadline for w in self._busy.values() if w.deadline), default=None)
         if deadline is not None:
             until = max(0.0, deadline - time.monotonic())
             timeout = until if timeout is None else min(timeout, until)
-        sentinels = {w.process.sentinel: w for w in self._busy.values()}
-        ready = wait([*self._busy, *sentinels, *extra], timeout)
-        for obj in ready:
-            if obj in self._busy:
-                self._receive(self._busy[obj])
-        for obj in ready:
-            worker = sentinels.get(obj)
-            if worker is not None and worker.conn in self._busy:
+        if not self._busy and timeout is None and wake is None:
+            return
+        ready = self._poll.poll(None if timeout is None else math.ceil(timeout * 1000))
+        died = []
+        for fd, _ in ready:
+            watched = self._watched.get(fd)
+            if watched is None:
+                continue
+            worker, is_sentinel = watched
+            if is_sentinel:
+                died.append(worker)
+            elif worker.conn in self._busy:
+                self._receive(worker)
+        for worker in died:
+            if worker.conn in self._busy:
                 self._crashed(worker)
+            elif worker in self._idle:
+                self._idle.remove(worker)  # an idle worker died: simply not reused
+                self._forget(worker)
         now = time.monotonic()
         for worker in list(self._busy.values()):
             if worker.deadline is not None and worker.deadline <= now:
                 self._timed_out(worker)
-        outcomes, self._outcomes = self._outcomes, []
-        return outcomes
 
     def shutdown(self, *, cancel: bool = False) -> None:
         workers = self._idle + list(self._busy.values())
@@ -144,7 +159,7 @@ class LocalExecutor:
             worker.process.join(_TERM_GRACE_S)
             if worker.process.is_alive():
                 _terminate(worker.process)
-            worker.conn.close()
+            self._forget(worker)
 
     def kill_all(self) -> None:
         """Kill every worker at once (a second Ctrl-C)."""
@@ -160,7 +175,19 @@ class LocalExecutor:
         )
         process.start()
         child_conn.close()
-        return _Worker(process, parent_conn)
+        worker = _Worker(process, parent_conn)
+        worker.fds = (parent_conn.fileno(), process.sentinel)
+        for fd, is_sentinel in zip(worker.fds, (False, True), strict=True):
+            self._watched[fd] = (worker, is_sentinel)
+            self._poll.register(fd, select.POLLIN)
+        return worker
+
+    def _forget(self, worker: _Worker) -> None:
+        """Stop watching a worker that is gone or going."""
+        for fd in worker.fds:
+            if self._watched.pop(fd, None) is not None:
+                self._poll.unregister(fd)
+        worker.conn.close()
 
     def _receive(self, worker: _Worker) -> None:
         try:
@@ -176,6 +203,7 @@ class LocalExecutor:
         worker.tasks_done += 1
         if self._max_tasks and worker.tasks_done >= self._max_tasks:
             worker.conn.send(None)
+            self._forget(worker)
             worker.process.join(_TERM_GRACE_S)
             _terminate(worker.process)
         else:
@@ -208,7 +236,7 @@ class LocalExecutor:
         assert spec is not None
         outcome = TaskOutcome(spec.key, spec.attempt, None, info, TaskMetrics(worker.pid))
         self._finish(worker, outcome)
-        worker.conn.close()
+        self._forget(worker)
 
 
 def describe_exit(pid: int, exitcode: int | None) -> str:

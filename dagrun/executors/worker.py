@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import resource
 import time
 import traceback
 from collections.abc import Callable
@@ -146,23 +147,25 @@ def error_info(exc: BaseException, stage: str, kind: str = "raised") -> ErrorInf
     return ErrorInfo(kind, type(exc).__name__, message, text, names, blob)
 
 
+_clear_refs: tuple[int, int] | None = None  # (pid, fd): /proc/self is per process
+
+
 def _reset_peak_rss() -> None:
-    # Linux: writing "5" resets the peak RSS (VmHWM), so the peak is this task's own.
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
+    # Linux: writing "5" to clear_refs resets the peak RSS, which getrusage then
+    # reports, so the peak is this task's own rather than the worker's lifetime.
+    global _clear_refs
+    pid = os.getpid()
+    if _clear_refs is None or _clear_refs[0] != pid:
+        try:
+            _clear_refs = (pid, os.open("/proc/self/clear_refs", os.O_WRONLY | os.O_CLOEXEC))
+        except OSError:
+            _clear_refs = (pid, -1)
+    if _clear_refs[1] >= 0:
+        try:
+            os.write(_clear_refs[1], b"5")
+        except OSError:
+            pass
 
 
 def _peak_rss() -> int:
-    try:
-        with open("/proc/self/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import resource
-
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
