@@ -31,7 +31,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--json", type=Path, help="where the results JSON goes")
     p.add_argument("--markdown", type=Path, help="where the README section goes")
-    p.add_argument("--reps", type=int, help="repetitions per cell (default 5; --quick 3)")
+    p.add_argument("--reps", type=int, help="repetitions per cell (default 3)")
     p.add_argument("--timeout", type=float, help="seconds per measurement (default 180; quick 40)")
     p.add_argument("--workers", type=int, default=workloads.cores(),
                    help="worker processes per engine (default: usable CPUs)")
@@ -60,7 +60,7 @@ def main(argv: list[str]) -> int:
     """Run the suite; exit 0 whatever the numbers say (a benchmark measures, never asserts)."""
     args = parse(argv)
     partial = args.quick or bool(args.only)
-    reps = args.reps or (3 if args.quick else 5)
+    reps = args.reps or 3
     timeout = args.timeout or (40.0 if args.quick else 180.0)
     stem = "results-quick" if args.quick else "results"
     json_path = args.json or (SCRATCH / f"{stem}.json" if partial else DEFAULT_JSON)
@@ -85,6 +85,7 @@ def main(argv: list[str]) -> int:
 
     settings = Settings(reps=reps, timeout_s=timeout, workers=args.workers,
                         log_dir=log_dir, quick=args.quick,
+                        cell_budget_s=15.0 if args.quick else 45.0,
                         echo=lambda s: print(s, flush=True))
     cells = run_plan(cases, settings, Runner(settings, unavailable))
 

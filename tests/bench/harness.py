@@ -76,6 +76,7 @@ class Cell:
     samples: list[dict[str, Any]] = field(default_factory=list)
     status: str = "ok"  # ok | unavailable | n/a | timeout | error
     note: str = ""
+    spent_s: float = 0.0  # wall time of this cell's children so far
 
     @property
     def done(self) -> bool:
@@ -91,6 +92,7 @@ class Settings:
     workers: int
     log_dir: Path
     quick: bool
+    cell_budget_s: float = 45.0  # a cell stops repeating once its samples took this long
     echo: Callable[[str], None] = print
 
 
@@ -249,6 +251,7 @@ class Runner:
             record = self._dag_child(cell, timeout, log)
         record["rep"] = rep
         elapsed = time.perf_counter() - t0
+        cell.spent_s += elapsed
         status = record.get("status", "error")
         if status == "ok":
             cell.samples.append(record)
@@ -328,15 +331,22 @@ def run_plan(cases: list[Case], settings: Settings, runner: Runner) -> list[Cell
         row = [Cell(case, p) for p in peers]
         cells += row
         by_workload.setdefault(case.workload, []).append((case, row))
+    def reps_of(case: Case) -> int:
+        return (settings.quick and case.quick_reps) or case.reps or settings.reps
+
     for workload, group in by_workload.items():
-        reps = max(c.reps or settings.reps for c, _ in group)
+        reps = max(reps_of(c) for c, _ in group)
         settings.echo(f"{workload}: {sum(len(r) for _, r in group)} cells x up to {reps} reps")
         for rep in range(reps):
             for case, row in group:
-                if rep >= (case.reps or settings.reps):
+                if rep >= reps_of(case):
                     continue
                 k = rep % len(row)
                 for cell in row[k:] + row[:k]:
-                    if not cell.done:
-                        runner.measure(cell, rep)
+                    if cell.done:
+                        continue
+                    if cell.samples and cell.spent_s >= settings.cell_budget_s:
+                        cell.note = f"{len(cell.samples)} samples (time budget)"
+                        continue
+                    runner.measure(cell, rep)
     return cells

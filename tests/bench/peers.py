@@ -208,6 +208,11 @@ def shm_consume(handle: tuple[str, tuple[int, ...], str]) -> float:
         existing.close()
 
 
+def is_handoff(dag: Dag) -> bool:
+    """True for the handoff workload's DAG (a producer and a consumer)."""
+    return [t.key for t in dag.tasks] == ["produce", "consume"]
+
+
 class NaiveShm(SeedPool):
     """Handoff through a hand-written ``SharedMemory`` block on the seed's Pool."""
 
@@ -217,7 +222,7 @@ class NaiveShm(SeedPool):
         return None if kind == "handoff" else "hand-written handoff only"
 
     def run(self, dag: Dag) -> dict[str, Any]:
-        if [t.key for t in dag.tasks] != ["produce", "consume"]:
+        if not is_handoff(dag):
             return super().run(dag)
         from multiprocessing import shared_memory
 
@@ -235,12 +240,16 @@ class NaiveShm(SeedPool):
 # --- Dask ---------------------------------------------------------------------------------
 
 
-def dask_graph(dag: Dag) -> dict[str, tuple]:
-    """``dag`` as a low-level Dask graph (constants bound with functools.partial)."""
+def dask_graph(dag: Dag, prefix: str = "") -> dict[str, tuple]:
+    """``dag`` as a low-level Dask graph (constants bound with functools.partial).
+
+    ``prefix`` makes keys unique per run: a distributed scheduler may still hold
+    the previous run's keys and would hand back their old values.
+    """
     graph: dict[str, tuple] = {}
     for t in dag.tasks:
         fn = functools.partial(t.func, **t.kwargs) if t.kwargs else t.func
-        graph[t.key] = (fn, *t.deps)
+        graph[prefix + t.key] = (fn, *(prefix + d for d in t.deps))
     return graph
 
 
@@ -296,9 +305,23 @@ class DaskCluster(Peer):
         self.cluster.close()
 
     def run(self, dag: Dag) -> dict[str, Any]:
-        keys = list(dag.sinks)
-        values = self.client.get(dask_graph(dag), keys)
-        return dict(zip(keys, values, strict=True))
+        if is_handoff(dag):
+            return self._handoff(dag)
+        prefix = f"{uuid.uuid4().hex[:8]}-"
+        values = self.client.get(dask_graph(dag, prefix), [prefix + k for k in dag.sinks])
+        return dict(zip(dag.sinks, values, strict=True))
+
+    def _handoff(self, dag: Dag) -> dict[str, Any]:
+        """Producer on one worker, consumer pinned to the other: a real transfer.
+
+        Left alone, the scheduler runs the consumer where the data already is
+        and nothing is handed off at all.
+        """
+        first, second = sorted(self.client.scheduler_info()["workers"])[:2]
+        produce, consume = dag.tasks
+        fut = self.client.submit(produce.func, **produce.kwargs, workers=[first], pure=False)
+        out = self.client.submit(consume.func, fut, workers=[second], pure=False)
+        return {"consume": out.result()}
 
 
 # --- Ray ----------------------------------------------------------------------------------

@@ -61,7 +61,9 @@ def score(cells: list[Cell]) -> dict[tuple[str, str], dict[str, Scored]]:
         workload = key[0]
         floor = row.get(FLOOR)
         floor_by_rep = {s["rep"]: s for s in floor.samples} if floor else {}
-        floor_net = _median([s["net_s"] for s in floor.samples]) if floor else None
+        floor_net = None
+        if floor and workload == "handoff":
+            floor_net = _median([s["net_s"] for s in floor.samples])
         scored: dict[str, Scored] = {}
         for peer, c in row.items():
             if workload == "handoff":
@@ -260,7 +262,10 @@ def long_table(scores: dict) -> str:
         for key in keys:
             for peer, s in scores[key].items():
                 samples = ", ".join(_fmt(workload, v) for v in s.values)
-                note = s.extra if s.cell.status == "ok" else f"{s.cell.status}: {s.cell.note}"
+                if s.cell.status == "ok":
+                    note = "; ".join(filter(None, [s.extra, s.cell.note]))
+                else:
+                    note = f"{s.cell.status}: {s.cell.note}"
                 if any(r.get("leftovers") for r in s.cell.samples):
                     note += " (left processes or /dev/shm entries behind)"
                 lines.append(

@@ -72,6 +72,7 @@ class Case:
     peers: tuple[str, ...]
     quick_peers: tuple[str, ...] = ()  # in --quick: these peers only; empty: not run
     reps: int = 0  # 0: the run's default
+    quick_reps: int = 0  # in --quick; 0: the run's default
     timeout_s: float = 0  # 0: the run's default
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -84,21 +85,23 @@ def size_name(nbytes: int) -> str:
 def cases(iterations: int) -> list[Case]:
     """Every case of the full run (``iterations``: calibrated ~0.5 s of ``tasks.burn``)."""
     out: list[Case] = []
-    core_quick = ("floor", "dagrun", "dagrun-empty", "pool", "shm", "ray")
-    for nbytes in (8 * MiB, 128 * MiB, GiB):
-        quick = {8 * MiB: (), 128 * MiB: core_quick, GiB: ("floor", "dagrun", "dagrun-empty",
-                                                           "shm", "ray")}[nbytes]
+    quick_handoff = {
+        8 * MiB: (),
+        128 * MiB: ("floor", "dagrun", "dagrun-empty", "pool", "shm"),
+        GiB: ("floor", "dagrun", "dagrun-empty"),
+    }
+    for nbytes, quick in quick_handoff.items():
         out.append(Case("handoff", size_name(nbytes), {"nbytes": nbytes}, ARRAY_PEERS, quick))
     for n in (1_000, 10_000):
         for shape in ("independent", "chain", "layered"):
             quick: tuple[str, ...] = ()
             if n == 1_000:
-                quick = ("floor", "dagrun", "pool", "ppe", "dask-processes", "ray")
+                quick = ("floor", "dagrun", "pool", "dask-processes")
             if n == 1_000 and shape == "layered":
                 quick = (*quick, "dask-cluster")
             out.append(Case("overhead", f"{shape}-{n}", {"shape": shape, "n": n}, DAG_PEERS, quick))
     out.append(Case("parallel", "8x0.5s", {"tasks": 8, "iterations": iterations}, DAG_PEERS,
-                    ("floor", "dagrun", "pool", "joblib")))
+                    ("floor", "dagrun", "pool"), quick_reps=2))
     out.append(Case("memory", "6x512MiB", {"stages": 6, "nbytes": 512 * MiB}, MEMORY_PEERS))
     out.append(Case("memory", "6x128MiB", {"stages": 6, "nbytes": 128 * MiB},
                     ("floor", "dagrun", "dagrun-empty", "pool", "dask-cluster", "ray"),
