@@ -4,8 +4,8 @@ Every event is a dict with ``event``, ``timestamp`` (ISO 8601, UTC),
 ``level`` and ``run_id`` plus the fields of SPEC section 5. The processor
 chain is built once per run (``structlog.wrap_logger``, so an application's
 own structlog configuration is left alone) and ends in ``_Sinks``, which
-writes each event as a JSON line to ``events.jsonl`` (flushed per line, so
-the file can be followed while the run goes on) and to the console, either
+writes each event as a JSON line to ``events.jsonl`` (flushed whenever the
+runner waits, so the file can be followed while the run goes on) and to the console, either
 as the same JSON or as a short human-readable line.
 """
 
@@ -41,9 +41,13 @@ class _Sinks:
         if self.console is None:
             return
         self.console.write(line + "\n" if self.json_console else render_console(event))
-        self.console.flush()
 
     info = warning = error = debug = critical = msg = _write
+
+    def flush(self) -> None:
+        self.file.flush()
+        if self.console is not None:
+            self.console.flush()
 
 
 def _as_args(_: Any, __: str, event: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -62,9 +66,13 @@ class EventLog:
         console: IO[str] | None = None,
     ) -> None:
         self.path = path
-        self._file = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - closed in close()
+        # Block-buffered, flushed by ``flush`` whenever the runner is about to
+        # wait: the file is current whenever nothing is happening, and a burst of
+        # events costs one write instead of one per line.
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         stream = console if console is not None else sys.stdout
         sinks = _Sinks(self._file, None if log_format == "none" else stream, log_format == "json")
+        self._sinks = sinks
         self._log = structlog.wrap_logger(
             sinks,
             processors=[
@@ -80,7 +88,12 @@ class EventLog:
         """Write one event now."""
         getattr(self._log, level)(event, **fields)
 
+    def flush(self) -> None:
+        """Push every event written so far to the file and the console."""
+        self._sinks.flush()
+
     def close(self) -> None:
+        self.flush()
         self._file.close()
 
 

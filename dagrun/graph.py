@@ -119,11 +119,21 @@ def build_graph(
     order = list(nx.lexicographical_topological_sort(dag, key=_position(pipeline)))
     if not target_list:
         target_list = [n for n in order if dag.out_degree(n) == 0]
-    wanted = set(target_list)
-    for target in target_list:
-        wanted |= nx.ancestors(dag, target)
-    selected = [n for n in order if n in wanted]
+    selected = order if len(target_list) == len(nodes) else _with_ancestors(dag, order, target_list)
     return Graph(pipeline, nodes, dag, order, target_list, selected)
+
+
+def _with_ancestors(dag: nx.DiGraph, order: list[str], targets: list[str]) -> list[str]:
+    # One walk from all targets at once, not one per target (layered DAGs have
+    # thousands of targets sharing most of their ancestors).
+    wanted = set(targets)
+    pending = list(targets)
+    while pending:
+        for upstream in dag.predecessors(pending.pop()):
+            if upstream not in wanted:
+                wanted.add(upstream)
+                pending.append(upstream)
+    return [n for n in order if n in wanted]
 
 
 def _position(pipeline: Pipeline) -> Any:

@@ -259,6 +259,7 @@ class _Run:
             timeout = None
             if self.delayed:
                 timeout = max(0.0, self.delayed[0][0] - time.monotonic())
+            self.events.flush()
             for outcome in self.exe.wait(timeout, self.guard.wake_fd):
                 self._on_outcome(outcome)
             self.guard.check()
