@@ -77,3 +77,20 @@ def test_thousand_stage_chain_runs_in_order(state_dir):
 
     with dagrun.run(chain(1000), workers=2, state_dir=state_dir, log_format="none") as result:
         assert result.ok and result["t999"] == 999
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_no_stage_starts_before_its_inputs_finish(seed, state_dir):
+    """On a random 80-stage DAG, every task_started follows its inputs' task_finished."""
+    from tests.resources.noops import random_dag
+
+    pipeline = random_dag(80, seed)
+    with dagrun.run(pipeline, workers=2, state_dir=state_dir, log_format="none") as result:
+        assert result.ok
+        events = [json.loads(line) for line in result.events_path.read_text().splitlines()]
+    position = {}
+    for index, event in enumerate(events):
+        position[(event["event"], event.get("stage"))] = index
+    for name, record in pipeline.stages.items():
+        for upstream in record.inputs.values():
+            assert position[("task_finished", upstream)] < position[("task_started", name)]

@@ -19,3 +19,23 @@ def chain(count: int) -> Pipeline:
     stages = [bind(link, name="t0")]
     stages += [bind(link, name=f"t{i}", inputs={"prev": f"t{i - 1}"}) for i in range(1, count)]
     return Pipeline(stages, name="chain")
+
+
+def nap(a: float = 0.0, b: float = 0.0, seconds: float = 0.002) -> float:
+    import time
+
+    time.sleep(seconds)
+    return time.time()
+
+
+def random_dag(count: int, seed: int = 0) -> Pipeline:
+    """Each stage depends on up to two random earlier stages."""
+    import random
+
+    rng = random.Random(seed)
+    stages = []
+    for i in range(count):
+        picks = rng.sample(range(i), k=min(i, rng.randint(0, 2)))
+        inputs = {param: f"n{j}" for param, j in zip(("a", "b"), picks, strict=False)}
+        stages.append(bind(nap, name=f"n{i}", inputs=inputs))
+    return Pipeline(stages, name="random_dag")
