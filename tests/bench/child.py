@@ -20,6 +20,7 @@ pools, clusters and Ray are shut down.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import statistics
 import sys
@@ -31,8 +32,15 @@ from . import workloads
 from .monitor import MemoryMonitor, wait_quiet
 from .peers import PEERS, Unavailable
 
+MAIN_PID = os.getpid()
+
 
 def _on_sigterm(signum: int, frame: object) -> None:
+    """Unwind the measuring process; forked workers inherit this handler and just die."""
+    if os.getpid() != MAIN_PID:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     raise SystemExit(143)
 
 
