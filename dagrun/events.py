@@ -6,13 +6,15 @@ chain is built once per run (``structlog.wrap_logger``, so an application's
 own structlog configuration is left alone) and ends in ``_Sinks``, which
 writes each event as a JSON line to ``events.jsonl`` (flushed whenever the
 runner waits, so the file can be followed while the run goes on) and to the console, either
-as the same JSON or as a short human-readable line.
+as the same JSON or as a short human-readable line, with a live status line
+under the events when the console is a terminal.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,6 +29,35 @@ _GLYPH = {
 }
 
 
+class _Progress:
+    """The live status line shown under the events on a terminal."""
+
+    def __init__(self) -> None:
+        self.total = self.done = self.failed = self.skipped = self.running = 0
+        self.started = time.monotonic()
+
+    def update(self, event: dict[str, Any]) -> None:
+        name = event.get("event")
+        if name == "run_started":
+            self.total = event.get("stages", 0)
+            self.started = time.monotonic()
+        elif name == "task_started":
+            self.running += 1
+        elif name in ("task_finished", "task_failed"):
+            self.running = max(0, self.running - 1)
+            if name == "task_failed" and event.get("level") == "error":
+                self.failed += 1
+        elif name == "task_skipped":
+            self.skipped += 1
+
+    def line(self, done_stages: int) -> str:
+        elapsed = time.monotonic() - self.started
+        return (
+            f"[{done_stages}/{self.total} stages done · {self.running} running · "
+            f"{self.failed} failed · {self.skipped} skipped · {elapsed:.1f} s]"
+        )
+
+
 class _Sinks:
     """The logger at the end of the chain: receives finished event dicts."""
 
@@ -34,13 +65,25 @@ class _Sinks:
         self.file = file
         self.console = console
         self.json_console = json_console
+        self.progress = _Progress() if _is_terminal(console) and not json_console else None
+        self.finished_stages: set[str] = set()
 
     def _write(self, event: dict[str, Any]) -> None:
         line = json.dumps(event, default=str, separators=(",", ":"))
         self.file.write(line + "\n")
         if self.console is None:
             return
-        self.console.write(line + "\n" if self.json_console else render_console(event))
+        if self.progress is None:
+            self.console.write(line + "\n" if self.json_console else render_console(event))
+            return
+        # On a terminal: the event above, the status line redrawn below it.
+        self.progress.update(event)
+        if event.get("event") == "task_finished" and event.get("batch") is None:
+            self.finished_stages.add(event["stage"])
+        status = "" if event.get("event") == "run_finished" else self.progress.line(
+            len(self.finished_stages)
+        )
+        self.console.write(f"\r\x1b[K{render_console(event)}{status}")
 
     info = warning = error = debug = critical = msg = _write
 
@@ -48,6 +91,13 @@ class _Sinks:
         self.file.flush()
         if self.console is not None:
             self.console.flush()
+
+
+def _is_terminal(stream: IO[str] | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _as_args(_: Any, __: str, event: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
