@@ -24,8 +24,10 @@ import os
 import signal
 import statistics
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from . import workloads
@@ -50,8 +52,24 @@ def _close(a: Any, b: Any) -> bool:
     return a == b
 
 
-def measure(spec: dict[str, Any]) -> dict[str, Any]:
-    """Run the measurement ``spec`` describes; return the sample record."""
+TEARDOWN_S = 20.0
+
+
+def _teardown_watchdog() -> None:
+    """Kill this session (this process and its workers) if stopping the engine hangs.
+
+    ``multiprocessing.Pool.terminate`` has been seen to wait forever on a worker;
+    the measurement is already written by then, so nothing is lost.
+    """
+    print(f"engine teardown took over {TEARDOWN_S:.0f}s; killing the session", file=sys.stderr)
+    sys.stderr.flush()
+    if os.getpgid(0) == os.getpid():  # the harness made us a session leader
+        os.killpg(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def measure(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Run the measurement ``spec`` describes; ``emit`` the record before stopping the engine."""
     workload, params, peer_name = spec["workload"], spec["params"], spec["peer"]
     dag = workloads.build(workload, params)
     tiny = workloads.build(workload, params, tiny=True)
@@ -59,6 +77,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     peer = PEERS[peer_name](spec["workers"])
     why = peer.unsupported(dag, workload)
     if why:
+        emit({"status": "n/a", "note": why})
         return {"status": "n/a", "note": why}
     record: dict[str, Any] = {"status": "ok"}
     t_start = time.perf_counter()
@@ -84,10 +103,16 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
             record["peak_bytes"] = mon.delta
             record["peak_net_bytes"] = mon.delta - record["tiny_peak_bytes"]
             record["monitor_samples"] = mon.samples
-    want = workloads.expected(workload, params)
-    if want is not None and not all(_close(out[k], v) for k, v in want.items()):
-        return {"status": "error", "note": f"wrong result: {out!r}, expected {want!r}"}
-    record.update(wall_s=wall, tiny_s=tiny_s, net_s=wall - statistics.median(tiny_s))
+        want = workloads.expected(workload, params)
+        if want is not None and not all(_close(out[k], v) for k, v in want.items()):
+            record = {"status": "error", "note": f"wrong result: {out!r}, expected {want!r}"}
+        else:
+            record.update(wall_s=wall, tiny_s=tiny_s, net_s=wall - statistics.median(tiny_s))
+        emit(record)
+        watchdog = threading.Timer(TEARDOWN_S, _teardown_watchdog)
+        watchdog.daemon = True
+        watchdog.start()
+    watchdog.cancel()
     return record
 
 
@@ -103,15 +128,24 @@ def main(argv: list[str]) -> int:
     """Entry point: measure, write the record, exit 0 unless the harness must look at the log."""
     spec, out_path = json.loads(argv[0]), argv[1]
     signal.signal(signal.SIGTERM, _on_sigterm)
+
+    def emit(record: dict[str, Any]) -> None:
+        with open(out_path, "w") as f:
+            json.dump(record, f)
+
     try:
-        record = measure(spec)
+        record = measure(spec, emit)
     except Unavailable as exc:
         record = {"status": "unavailable", "note": str(exc)}
     except BaseException as exc:  # noqa: BLE001 - every ending is reported to the harness
         traceback.print_exc()
         record = {"status": "error", "note": f"{type(exc).__name__}: {exc}"[:500]}
-    with open(out_path, "w") as f:
-        json.dump(record, f)
+        if os.path.exists(out_path):  # measured, then failed while stopping the engine
+            with open(out_path) as f:
+                measured = json.load(f)
+            if measured.get("status") == "ok":
+                record = {**measured, "teardown_error": record["note"]}
+    emit(record)
     return 0 if record["status"] in ("ok", "n/a", "unavailable") else 1
 
 

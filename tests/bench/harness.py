@@ -277,11 +277,13 @@ class Runner:
             out = Path(tmp) / "record.json"
             argv = [sys.executable, "-m", "tests.bench.child", json.dumps(spec), str(out)]
             rc, _, leftovers = self._spawn(argv, timeout, log)
-            if rc is None:
+            record = json.loads(out.read_text()) if out.exists() else {}
+            if record.get("status") == "ok" and rc != 0:
+                # measured, then its engine would not stop: keep the sample, say so
+                record["teardown_error"] = "timed out" if rc is None else f"killed ({rc})"
+            elif rc is None:
                 record = {"status": "timeout", "note": f"over {timeout:.0f}s"}
-            elif out.exists():
-                record = json.loads(out.read_text())
-            else:
+            elif not record:
                 record = {"status": "error", "note": f"child exited {rc}; see {log}"}
         if leftovers:
             record["leftovers"] = leftovers

@@ -450,7 +450,10 @@ class Dagrun(Peer):
             **self.extra,
         ) as result:
             if result.status != "succeeded":
-                msg = f"dagrun run {result.status}"
+                errors = list(getattr(result, "errors", {}).items())[:2]
+                why = "; ".join(f"{k}: {str(e).splitlines()[0] if str(e) else e!r}"
+                                for k, e in errors)
+                msg = f"dagrun run {result.status}: {why}"
                 raise RuntimeError(msg)
             return {k: _detach(result[k]) for k in dag.sinks}
 

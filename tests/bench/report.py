@@ -268,6 +268,8 @@ def long_table(scores: dict) -> str:
                     note = f"{s.cell.status}: {s.cell.note}"
                 if any(r.get("leftovers") for r in s.cell.samples):
                     note += " (left processes or /dev/shm entries behind)"
+                if any(r.get("teardown_error") for r in s.cell.samples):
+                    note += " (engine teardown hung or failed)"
                 lines.append(
                     f"| {key[1]} | {peer} | {_fmt(workload, s.median)} | {_x(s.ratio_floor)} | "
                     f"{_x(s.ratio_dagrun)} | {samples} | {note[:140]} |"
