@@ -79,7 +79,7 @@ def measure(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> dic
     if why:
         emit({"status": "n/a", "note": why})
         return {"status": "n/a", "note": why}
-    record: dict[str, Any] = {"status": "ok"}
+    record: dict[str, Any] = {"status": "ok", "loadavg_1m": os.getloadavg()[0]}
     t_start = time.perf_counter()
     with peer:
         record["engine_start_s"] = time.perf_counter() - t_start

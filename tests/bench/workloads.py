@@ -101,7 +101,7 @@ def cases(iterations: int) -> list[Case]:
                 quick = (*quick, "dask-cluster")
             out.append(Case("overhead", f"{shape}-{n}", {"shape": shape, "n": n}, DAG_PEERS, quick))
     out.append(Case("parallel", "8x0.5s", {"tasks": 8, "iterations": iterations}, DAG_PEERS,
-                    ("floor", "dagrun", "pool"), quick_reps=2))
+                    ("floor", "dagrun", "pool")))
     out.append(Case("memory", "6x512MiB", {"stages": 6, "nbytes": 512 * MiB}, MEMORY_PEERS))
     out.append(Case("memory", "6x128MiB", {"stages": 6, "nbytes": 128 * MiB},
                     ("floor", "dagrun", "dagrun-empty", "pool", "dask-cluster", "ray"),
