@@ -301,7 +301,8 @@ class Runner:
             return {"status": "timeout", "note": f"over {timeout:.0f}s"}
         if rc != 0:
             return {"status": "error", "note": f"exit {rc}; see {log}"}
-        record: dict[str, Any] = {"status": "ok", "wall_s": wall}
+        record: dict[str, Any] = {"status": "ok", "wall_s": wall,
+                                  "loadavg_1m": os.getloadavg()[0]}
         for line in reversed(stdout.splitlines()):
             if line.startswith('{"engine_start_s"'):
                 record.update(json.loads(line))
