@@ -142,9 +142,23 @@ def stage(
     - ``retry_on``: exception types worth retrying (default: any exception;
       crashes and timeouts are always retried).
     - ``timeout``: seconds an attempt may run before its worker is stopped.
-    - ``map``: the input to fan out over; the function runs once per element.
-    - ``batch_size``: elements per task of a mapped stage (default: automatic).
-    - ``concat``: join a mapped stage's results into one array / table.
+    - ``map``: the input to fan out over, in parallel batches. A list, tuple or
+      numpy array is mapped element by element: the function runs once per
+      element (for an array, a read-only zero-copy view along axis 0 of the
+      shared input) and consumers get the ordered list of results. A table
+      (Arrow ``Table``/``RecordBatch``, pandas or polars ``DataFrame``) is
+      mapped over row chunks: the function runs once per batch, given that
+      batch's rows as a zero-copy slice (``table.slice``), and consumers get
+      the ordered list of per-chunk results. An empty input maps to ``[]``.
+      A failing element fails its batch, with the element's index (or the
+      chunk's row range) in the message; ``retries`` re-run the batch.
+    - ``batch_size``: elements (or table rows) per task of a mapped stage.
+      Default: ``ceil(n / (4 * workers))``, about four batches per worker, so
+      uneven elements still balance while per-task overhead stays small.
+    - ``concat``: join a mapped stage's results into one value instead of a
+      list: numpy results along axis 0 (scalars give a 1-d array), Arrow
+      tables with ``pa.concat_tables`` (no copy), pandas / polars frames with
+      their ``concat``, lists flattened. See ``executors.worker.concatenate``.
     - ``cache``: whether results may be reused by later runs.
     - ``tags``: free-form labels shown by ``dagrun list``.
 

@@ -76,9 +76,26 @@ def execute(spec: TaskSpec, func: Callable[..., Any], config: StoreConfig) -> Ta
 
 
 def _run_batch(func: Callable[..., Any], kwargs: dict[str, Any], spec: TaskSpec) -> list[Any]:
+    """Run elements ``[start, stop)`` of the mapped input; one result per call, in order.
+
+    A sequence or array is mapped element by element (``value[i]``: for a numpy
+    array a zero-copy view along axis 0 of the shared input). A table (Arrow
+    ``Table``/``RecordBatch``, pandas or polars ``DataFrame``) is mapped over
+    row chunks: one call per batch, given rows ``[start, stop)`` as a zero-copy
+    slice, so the batch's list holds one result.
+    """
     assert spec.map_input is not None and spec.items is not None
     start, stop = spec.items
-    elements = kwargs[spec.map_input][start:stop]
+    value = kwargs[spec.map_input]
+    rows = _row_chunk(value, start, stop)
+    if rows is not None:
+        kwargs[spec.map_input] = rows
+        try:
+            return [func(**kwargs)]
+        except Exception as exc:
+            exc.add_note(f"while mapping rows {start}..{stop - 1} of {spec.map_input!r}")
+            raise
+    elements = value[start:stop]
     results = []
     for offset in range(stop - start):
         kwargs[spec.map_input] = elements[offset]
@@ -88,6 +105,19 @@ def _run_batch(func: Callable[..., Any], kwargs: dict[str, Any], spec: TaskSpec)
             exc.add_note(f"while mapping element {start + offset} of {spec.map_input!r}")
             raise
     return results
+
+
+def _row_chunk(value: Any, start: int, stop: int) -> Any:
+    """Rows ``[start, stop)`` of a table as a zero-copy slice; None when not a table."""
+    module = type(value).__module__.split(".")[0]
+    name = type(value).__name__
+    if module == "pyarrow" and name in ("Table", "RecordBatch"):
+        return value.slice(start, stop - start)
+    if module == "pandas" and name == "DataFrame":
+        return value.iloc[start:stop]
+    if module == "polars" and name == "DataFrame":
+        return value.slice(start, stop - start)
+    return None
 
 
 def _load(output: Output, config: StoreConfig, stage: str, opened: list[Decoded]) -> Any:
@@ -104,7 +134,16 @@ def _load(output: Output, config: StoreConfig, stage: str, opened: list[Decoded]
 
 
 def concatenate(parts: list[Any]) -> Any:
-    """Join a mapped stage's results into one array or table."""
+    """Join a mapped stage's results into one array or table (``concat=True``).
+
+    numpy results are joined along axis 0 (scalars become a 1-d array, so
+    ``n`` scalar results give shape ``(n,)``; return ``x[None]`` to keep one
+    row per element); Arrow tables are concatenated without copying (schemas
+    unified: a column that is all null in one chunk still joins); record
+    batches become one table; Arrow arrays one chunked array; pandas / polars
+    frames are concatenated; lists are flattened. No results (an empty
+    input) give an empty list.
+    """
     if not parts:
         return parts
     first = parts[0]
@@ -118,7 +157,21 @@ def concatenate(parts: list[Any]) -> Any:
 
         if isinstance(first, pa.RecordBatch):
             return pa.Table.from_batches(parts)
-        return pa.concat_tables(parts)
+        if isinstance(first, pa.Table):
+            return pa.concat_tables(parts, promote_options="default")
+        if isinstance(first, pa.Array):
+            return pa.chunked_array(parts, type=first.type)
+        if isinstance(first, pa.ChunkedArray):
+            return pa.chunked_array([c for p in parts for c in p.chunks], type=first.type)
+        return parts
+    if module == "pandas" and type(first).__name__ in ("DataFrame", "Series"):
+        import pandas as pd
+
+        return pd.concat(parts)
+    if module == "polars" and type(first).__name__ in ("DataFrame", "Series"):
+        import polars as pl
+
+        return pl.concat(parts, how="vertical_relaxed")
     if isinstance(first, list):
         return [x for p in parts for x in p]
     return parts
