@@ -6,6 +6,7 @@
                 │  ready tasks            ▲ outcomes
                 ▼                         │
              executor (inline | local process pool) ── workers: execute()
+                │                                         │ (+ @worker_init resources per worker)
                 │                                         │
              store: intermediates by handle (shm / Arrow / pickle), freed as the DAG goes
              events: structlog ─▶ console + <state-dir>/runs/<run_id>/events.jsonl
@@ -41,6 +42,7 @@ __all__ = [
     "include",
     "run",
     "stage",
+    "worker_init",
     "zeros",
 ]
 
@@ -61,6 +63,7 @@ from .errors import (  # noqa: E402
     WorkerCrashed,
 )
 from .pipeline import Pipeline  # noqa: E402
+from .resources import worker_init  # noqa: E402
 from .stage import bind, include, stage  # noqa: E402
 
 _WHERE = {

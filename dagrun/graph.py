@@ -1,7 +1,9 @@
 """Build the pipeline's DAG and validate it, before anything runs (no I/O).
 
-``build_graph`` resolves every stage parameter to an input edge or a
-parameter value (the rules are in ``stage.py``), then checks the whole
+``build_graph`` resolves every stage parameter to an input edge, a
+``@worker_init`` resource (by name: the pipeline's resources, else one in the
+stage's own module) or a parameter value (the rules are in ``stage.py``),
+then checks the whole
 pipeline and raises one ``ValidationError`` listing every problem: duplicate
 names, stages that cannot be imported by reference, missing inputs (with a
 "did you mean"), values that do not convert, bad options, unknown ``params``
@@ -23,6 +25,7 @@ import networkx as nx
 from .errors import ValidationError
 from .params import ConversionError, annotations_of, convert
 from .pipeline import Pipeline
+from .resources import Resource, as_resource
 from .stage import Stage
 
 _SKIPPED_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
@@ -35,6 +38,7 @@ class Node:
     stage: Stage
     inputs: dict[str, str]
     params: dict[str, Any]
+    resources: dict[str, str] = field(default_factory=dict)  # parameter -> resource name
 
     @property
     def name(self) -> str:
@@ -55,6 +59,7 @@ class Graph:
     order: list[str]
     targets: list[str]
     selected: list[str] = field(default_factory=list)
+    resources: dict[str, Resource] = field(default_factory=dict)  # those stages ask for
 
     def upstream(self, name: str) -> list[str]:
         """Distinct stages ``name`` consumes, in order of its parameters."""
@@ -82,12 +87,15 @@ def build_graph(
         )
     used_params: set[str] = set()
     nodes: dict[str, Node] = {}
+    resources: dict[str, Resource] = {}
     for record in pipeline:
         problems.extend(_importability_problems(record, portable))
-        node, node_problems = _resolve(record, pipeline, params, used_params)
+        node, node_problems = _resolve(record, pipeline, params, used_params, resources)
         problems.extend(node_problems)
         nodes[record.name] = node
         problems.extend(_option_problems(node))
+    for resource in resources.values():
+        problems.extend(_resource_problems(resource, pipeline, portable))
 
     free = _free_parameter_names(nodes, pipeline)
     for key in params:
@@ -120,7 +128,9 @@ def build_graph(
     if not target_list:
         target_list = [n for n in order if dag.out_degree(n) == 0]
     selected = order if len(target_list) == len(nodes) else _with_ancestors(dag, order, target_list)
-    return Graph(pipeline, nodes, dag, order, target_list, selected)
+    used = {r for n in selected for r in nodes[n].resources.values()}
+    wanted = {name: r for name, r in resources.items() if name in used}
+    return Graph(pipeline, nodes, dag, order, target_list, selected, wanted)
 
 
 def _with_ancestors(dag: nx.DiGraph, order: list[str], targets: list[str]) -> list[str]:
@@ -142,11 +152,16 @@ def _position(pipeline: Pipeline) -> Any:
 
 
 def _resolve(
-    record: Stage, pipeline: Pipeline, params: Mapping[str, Any], used: set[str]
+    record: Stage,
+    pipeline: Pipeline,
+    params: Mapping[str, Any],
+    used: set[str],
+    resources: dict[str, Resource],
 ) -> tuple[Node, list[str]]:
     problems: list[str] = []
     inputs: dict[str, str] = {}
     values: dict[str, Any] = {}
+    wanted: dict[str, str] = {}
     try:
         signature, hints = _signature(record.func)
     except (TypeError, ValueError):
@@ -172,6 +187,16 @@ def _resolve(
         if pname in pipeline and pname not in record.bound:
             inputs[pname] = pname
             continue
+        resource = None if pname in record.bound else _resource_for(pname, record, pipeline)
+        if resource is not None:
+            known = resources.setdefault(resource.name, resource)
+            if known.func is not resource.func:
+                problems.append(
+                    f"stage {record.name!r} asks for worker resource {pname!r}, but two "
+                    f"different @worker_init functions are named {pname!r}; rename one"
+                )
+            wanted[pname] = resource.name
+            continue
         key = scoped if scoped is not None and scoped in params else pname
         if key in params and (key == scoped or pname not in record.bound):
             used.add(key)
@@ -194,7 +219,41 @@ def _resolve(
                 f"and the parameter has no default{hint}; add that stage, give the "
                 f"parameter a default, or pass --param {pname}=VALUE"
             )
-    return Node(record, inputs, values), problems
+    return Node(record, inputs, values, wanted), problems
+
+
+def _resource_for(pname: str, record: Stage, pipeline: Pipeline) -> Resource | None:
+    """The pipeline's resource ``pname``, else one the stage's own module defines."""
+    resource = pipeline.resources.get(pname)
+    if resource is None:
+        found = as_resource(getattr(record.func, "__globals__", {}).get(pname))
+        resource = found if found is not None and found.name == pname else None
+    return resource
+
+
+def _resource_problems(resource: Resource, pipeline: Pipeline, portable: bool) -> list[str]:
+    label = f"worker resource {resource.name!r}"
+    problems = []
+    if resource.name in pipeline:
+        problems.append(
+            f"{resource.name!r} is both a stage and a @worker_init resource; rename one"
+        )
+    try:
+        signature = inspect.signature(resource.func)
+    except (TypeError, ValueError):
+        return [*problems, f"{label} has no inspectable signature"]
+    required = [
+        p.name for p in signature.parameters.values()
+        if p.default is inspect.Parameter.empty and p.kind not in _SKIPPED_KINDS
+    ]
+    if required:
+        problems.append(
+            f"{label} takes required parameter(s) {', '.join(map(repr, required))}; a "
+            f"@worker_init function is called with no arguments: give them defaults"
+        )
+    problems.extend(_importability_problems(Stage(resource.func, resource.name), portable,
+                                            label=label))
+    return problems
 
 
 @functools.lru_cache(maxsize=4096)
@@ -237,26 +296,27 @@ def _option_problems(node: Node) -> list[str]:
     return problems
 
 
-def _importability_problems(record: Stage, portable: bool) -> list[str]:
+def _importability_problems(record: Stage, portable: bool, *, label: str = "") -> list[str]:
     func = record.func
+    label = label or f"stage {record.name!r}"
     qualname = getattr(func, "__qualname__", "")
     module = getattr(func, "__module__", None)
     fix = "define it with `def` at the top level of the pipeline file or of an importable module"
     if "<lambda>" in qualname:
-        return [f"stage {record.name!r} is a lambda, which worker processes cannot import; {fix}"]
+        return [f"{label} is a lambda, which worker processes cannot import; {fix}"]
     if "<locals>" in qualname:
         return [
-            f"stage {record.name!r} is a nested function ({qualname}), which worker "
+            f"{label} is a nested function ({qualname}), which worker "
             f"processes cannot import; {fix}"
         ]
     if not inspect.isfunction(func) and not inspect.isbuiltin(func):
-        return [f"stage {record.name!r} is not a plain function ({func!r}); {fix}"]
+        return [f"{label} is not a plain function ({func!r}); {fix}"]
     if not portable:
         return []
     owner = sys.modules.get(module or "")
     if owner is None or module == "__main__" and not getattr(owner, "__file__", None):
         return [
-            f"stage {record.name!r} is defined in {module!r}, which a fresh worker process "
+            f"{label} is defined in {module!r}, which a fresh worker process "
             f"cannot import; {fix}, or use --start-method fork"
         ]
     target: Any = owner
@@ -264,7 +324,7 @@ def _importability_problems(record: Stage, portable: bool) -> list[str]:
         target = getattr(target, part, None)
     if target is not func:
         return [
-            f"stage {record.name!r} cannot be found as {module}.{qualname} by a fresh "
+            f"{label} cannot be found as {module}.{qualname} by a fresh "
             f"worker process; {fix}"
         ]
     return []

@@ -4,7 +4,8 @@ A pipeline is usually collected from a module: every stage in its namespace,
 imported ones included (that is how modules in ``pipelines/`` are reused),
 unless the module defines ``pipeline = Pipeline(...)``, which wins. Two
 different stages with one name are recorded as a problem and reported by
-validation together with every other problem.
+validation together with every other problem. ``@worker_init`` resources
+are collected the same way, into ``Pipeline.resources``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from .resources import Resource, as_resource
 from .stage import Stage, StageGroup, as_stage
 
 
@@ -38,14 +40,22 @@ class Pipeline:
         self.name = name
         self.source = source
         self.stages: dict[str, Stage] = {}
+        self.resources: dict[str, Resource] = {}
         self.duplicates: list[str] = []
         self.add(stages)
 
     def add(self, items: Iterable[Any]) -> None:
-        """Add stages (decorated functions, ``Stage`` values or ``include`` groups)."""
+        """Add stages (decorated functions, ``Stage`` values or ``include`` groups)
+        and ``@worker_init`` resources."""
         for item in items:
             if isinstance(item, StageGroup | Pipeline):
                 self.add(item)
+                if isinstance(item, Pipeline):
+                    self.resources.update(item.resources)
+                continue
+            resource = as_resource(item)
+            if resource is not None:
+                self.resources.setdefault(resource.name, resource)
                 continue
             record = as_stage(item)
             if record is None:
@@ -81,7 +91,7 @@ class Pipeline:
             if explicit.source is None:
                 explicit.source = source
             return explicit
-        return cls(collect_stages(module), name=name, source=source)
+        return cls([*collect_stages(module), *collect_resources(module)], name=name, source=source)
 
 
 def collect_stages(module: ModuleType) -> list[Stage]:
@@ -97,3 +107,9 @@ def collect_stages(module: ModuleType) -> list[Stage]:
             if record is not None:
                 found.append(record)
     return found
+
+
+def collect_resources(module: ModuleType) -> list[Resource]:
+    """Every ``@worker_init`` resource in the module's namespace, in definition order."""
+    found = (as_resource(value) for value in list(vars(module).values()))
+    return [record for record in found if record is not None]

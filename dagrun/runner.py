@@ -220,6 +220,8 @@ class _Run:
             raise
         wall = time.perf_counter() - started
         values, closers = self._read_targets() if interrupted is None else ({}, [])
+        if interrupted is None and self.errors:
+            status = "failed"  # a target's result could not be read back
         self.events.emit(
             "run_finished",
             level="info" if status == "succeeded" else "error",
@@ -284,7 +286,7 @@ class _Run:
             timeout = node.stage.options.timeout or self.timeout
             if node.map_input is None:
                 self.queue.append(TaskSpec(TaskKey(name), 1, inputs, node.params, now,
-                                           timeout=timeout))
+                                           timeout=timeout, resources=node.resources))
                 continue
             length = inputs[node.map_input].length
             if length is None:
@@ -307,7 +309,7 @@ class _Run:
             for index in range(count):
                 items = (index * size, min(length, (index + 1) * size))
                 self.queue.append(TaskSpec(TaskKey(name, index), 1, inputs, node.params, now,
-                                           node.map_input, items, timeout))
+                                           node.map_input, items, timeout, node.resources))
 
     # -- outcomes --------------------------------------------------------
     def _on_outcome(self, outcome: TaskOutcome) -> None:
@@ -387,7 +389,8 @@ class _Run:
             size = node.stage.options.batch_size or auto_batch_size(length, self.workers)
             items = (key.batch * size, min(length, (key.batch + 1) * size))
         return TaskSpec(key, outcome.attempt + 1, inputs, node.params, time.time(),
-                        node.map_input, items, node.stage.options.timeout or self.timeout)
+                        node.map_input, items, node.stage.options.timeout or self.timeout,
+                        node.resources)
 
     def _failed(self, key: TaskKey, attempt: int, info: ErrorInfo, *, logged: bool = False) -> None:
         if not logged:
@@ -454,10 +457,11 @@ class _Run:
     # -- edges -----------------------------------------------------------
     def _make_executor(self) -> Executor:
         funcs = {name: self.graph.nodes[name].stage.func for name in self.graph.selected}
+        resources = {name: r.func for name, r in self.graph.resources.items()}
         if self.executor_name == "inline":
             from .executors.inline import InlineExecutor
 
-            return InlineExecutor(funcs, self.config)
+            return InlineExecutor(funcs, self.config, resources)
         from .executors.local import LocalExecutor
 
         source = self.graph.pipeline.source
@@ -468,6 +472,7 @@ class _Run:
             start_method=self.start_method,
             sources=[source] if source is not None else [],
             max_tasks_per_worker=self.max_tasks,
+            resources=resources,
         )
 
     def _emit_start(self) -> None:
@@ -495,10 +500,22 @@ class _Run:
             if output is None:
                 continue
             parts = []
-            for handle in output_handles(output):
-                decoded = store.decode(handle, self.config, name)
-                closers.append(decoded)
-                parts.append(decoded.value)
+            try:
+                for handle in output_handles(output):
+                    decoded = store.decode(handle, self.config, name)
+                    closers.append(decoded)
+                    parts.append(decoded.value)
+            except Exception as exc:  # noqa: BLE001 - e.g. a result whose unpickling raises
+                from .executors.worker import error_info
+
+                exc.add_note(f"while reading back the result of stage {name!r}")
+                info = error_info(exc, name)
+                self.errors[name] = info
+                self.events.emit(
+                    "task_failed", level="error", stage=name, attempt=1,
+                    error_type=info.error_type, error=info.message, traceback=info.traceback,
+                )
+                continue
             if isinstance(output, Batched):
                 flat = [x for part in parts for x in part]
                 values[name] = concatenate(flat) if output.concat else flat

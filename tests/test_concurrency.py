@@ -57,7 +57,8 @@ def test_dead_worker_fails_only_its_task(method, state_dir):
         exits, killed = str(result.errors["exits"]), str(result.errors["killed"])
     assert isinstance(result.errors["exits"], dagrun.WorkerCrashed)
     assert "exited with code 7" in exits
-    assert "killed by SIGKILL" in killed and "out-of-memory" in killed
+    # a SIGKILL with no sign of memory pressure is not blamed on the OOM killer
+    assert "killed by SIGKILL" in killed and "out-of-memory" not in killed
 
 
 @pytest.mark.parametrize("method", LOCAL)

@@ -59,6 +59,7 @@ class TaskSpec:
     map_input: str | None = None
     items: tuple[int, int] | None = None  # [start, stop) of the mapped input
     timeout: float | None = None
+    resources: dict[str, str] = field(default_factory=dict)  # parameter -> @worker_init name
 
 
 @dataclass(frozen=True)

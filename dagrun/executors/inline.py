@@ -3,7 +3,9 @@
 For debugging (``pdb`` and print work as usual) and for tiny pipelines. The
 task still goes through the store, so stages see exactly what they would see
 in a worker process (read-only inputs, the same transports). Timeouts cannot
-be enforced in-process and are ignored.
+be enforced in-process and are ignored. ``@worker_init`` resources are made
+once per run (this process is the run's only worker) and torn down at
+``shutdown``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..resources import Resources
 from ..store import StoreConfig
 from .base import TaskOutcome, TaskSpec
 from .worker import execute
@@ -24,16 +27,23 @@ class InlineExecutor:
     name = "inline"
     workers = 1
 
-    def __init__(self, funcs: Mapping[str, Callable[..., Any]], config: StoreConfig) -> None:
+    def __init__(
+        self,
+        funcs: Mapping[str, Callable[..., Any]],
+        config: StoreConfig,
+        resources: Mapping[str, Callable[[], Any]] | None = None,
+    ) -> None:
         self._funcs = funcs
         self._config = config
+        self._resources = Resources(resources or {})
         self._outcomes: list[TaskOutcome] = []
 
     def free_slots(self) -> int:
         return 0 if self._outcomes else 1
 
     def submit(self, spec: TaskSpec) -> int:
-        self._outcomes.append(execute(spec, self._funcs[spec.key.stage], self._config))
+        func = self._funcs[spec.key.stage]
+        self._outcomes.append(execute(spec, func, self._config, self._resources))
         return os.getpid()
 
     def wait(self, timeout: float | None, wake: int | None = None) -> list[TaskOutcome]:
@@ -44,3 +54,4 @@ class InlineExecutor:
 
     def shutdown(self, *, cancel: bool = False) -> None:
         self._outcomes.clear()
+        self._resources.close()

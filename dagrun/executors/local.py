@@ -8,12 +8,21 @@
 
 Each worker has its own pipe and runs one task at a time, so the executor
 always knows which task a dead worker was running: that task alone fails,
-with how the worker died, and a fresh worker takes its place. ``wait``
+with how the worker died (exit code or signal), its peak memory (from
+``wait4`` for our own children, else the last sample) and, when the
+evidence points there (the memory cgroup's ``oom_kill`` count rose, or the
+worker held most of the memory limit), "likely killed by the out-of-memory
+killer"; a fresh worker takes its place. Messages are pickled to bytes
+before anything is written, so a value that fails to pickle fails its task
+and never leaves half a message in a pipe; a task whose arguments fail to
+unpickle in the worker is reported as that task's error (or, if unpickling
+kills the worker, as its crash). ``wait``
 blocks in one ``poll`` object on every pipe and every sentinel together
 (registered once per worker, not per call) and on the nearest task
 deadline, so timeouts need no timer thread. Workers start lazily, up to
 ``workers``, and die with the driver (``PR_SET_PDEATHSIG`` plus end-of-file
-on their pipe).
+on their pipe; under forkserver, whose workers are not the driver's
+children, a thread blocked on a pidfd of the driver).
 """
 
 from __future__ import annotations
@@ -25,18 +34,24 @@ import os
 import pickle
 import select
 import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from ..pipeline import ModuleSource
 from ..store import StoreConfig
+from . import oom
 from .base import ErrorInfo, TaskMetrics, TaskOutcome, TaskSpec
 
 _TERM_GRACE_S = 1.0
 _PR_SET_PDEATHSIG = 1
+_SAMPLE_EVERY_S = 0.5  # peak-memory samples of workers we cannot wait4 (forkserver)
+_STARTUP_GRACE_S = 30.0
+_READY = b"ready"  # a worker's first message: imports done, the timeout clock may start
 
 
 @dataclass(frozen=True)
@@ -44,7 +59,7 @@ class WorkerInit:
     """Everything a fresh worker needs; stages travel pickled, loaded after their modules."""
 
     sources: tuple[ModuleSource, ...]
-    funcs_blob: bytes
+    funcs_blob: bytes  # pickled (stage funcs, @worker_init funcs), by reference
     config: StoreConfig
     driver_pid: int
 
@@ -57,6 +72,8 @@ class _Worker:
         self.deadline: float | None = None
         self.tasks_done = 0
         self.fds: tuple[int, ...] = ()
+        self.peak_rss = 0  # highest sample during the current task (forkserver only)
+        self.ready = False  # has said it finished starting up
 
     @property
     def pid(self) -> int:
@@ -77,14 +94,19 @@ class LocalExecutor:
         start_method: str | None = None,
         sources: Sequence[ModuleSource] = (),
         max_tasks_per_worker: int | None = None,
+        resources: Mapping[str, Callable[[], Any]] | None = None,
     ) -> None:
         self.workers = workers
         self.start_method = start_method or mp.get_start_method(allow_none=False)
         self._ctx = mp.get_context(self.start_method)
         if self.start_method == "forkserver":
             self._ctx.set_forkserver_preload(["dagrun.executors.local", "numpy", "pyarrow"])
-        self._init = WorkerInit(tuple(sources), pickle.dumps(dict(funcs)), config, os.getpid())
+        blob = pickle.dumps((dict(funcs), dict(resources or {})))
+        self._init = WorkerInit(tuple(sources), blob, config, os.getpid())
         self._max_tasks = max_tasks_per_worker
+        self._oom = oom.OomWatch()
+        self._sample = self.start_method == "forkserver"  # not our children: no wait4
+        self._sampled_at = 0.0
         self._poll = select.poll()
         self._watched: dict[int, tuple[_Worker, bool] | None] = {}  # fd -> (worker, is sentinel)
         self._idle: list[_Worker] = []
@@ -96,12 +118,26 @@ class LocalExecutor:
         return self.workers - len(self._busy)
 
     def submit(self, spec: TaskSpec) -> int:
+        try:
+            payload = ForkingPickler.dumps(spec)
+        except Exception as exc:  # noqa: BLE001 - a parameter value that does not pickle
+            from .worker import error_info
+
+            exc.add_note(f"the arguments of stage {spec.key.stage!r} could not be pickled "
+                         f"for a worker process; pass parameters that pickle")
+            info = error_info(exc, spec.key.stage)
+            self._outcomes.append(
+                TaskOutcome(spec.key, spec.attempt, None, info, TaskMetrics(os.getpid()))
+            )
+            return os.getpid()
         worker = self._idle.pop() if self._idle else self._start_worker()
         worker.spec = spec
-        worker.deadline = time.monotonic() + spec.timeout if spec.timeout else None
+        # Start-up (imports) is not the task's run time, but may not hang forever either.
+        worker.deadline = _deadline(spec, 0.0 if worker.ready else _STARTUP_GRACE_S)
+        worker.peak_rss = 0
         self._busy[worker.conn] = worker
         try:
-            worker.conn.send(spec)
+            worker.conn.send_bytes(payload)
         except (OSError, EOFError):
             pass  # the worker is dead: its sentinel reports it in wait()
         return worker.pid
@@ -122,7 +158,11 @@ class LocalExecutor:
             timeout = until if timeout is None else min(timeout, until)
         if not self._busy and timeout is None and wake is None:
             return
+        if self._sample and self._busy:
+            timeout = _SAMPLE_EVERY_S if timeout is None else min(timeout, _SAMPLE_EVERY_S)
         ready = self._poll.poll(None if timeout is None else math.ceil(timeout * 1000))
+        if self._sample:
+            self._sample_memory()
         died = []
         for fd, _ in ready:
             watched = self._watched.get(fd)
@@ -138,6 +178,7 @@ class LocalExecutor:
                 self._crashed(worker)
             elif worker in self._idle:
                 self._idle.remove(worker)  # an idle worker died: simply not reused
+                _reap(worker.process)
                 self._forget(worker)
         now = time.monotonic()
         for worker in list(self._busy.values()):
@@ -183,29 +224,43 @@ class LocalExecutor:
         return worker
 
     def _forget(self, worker: _Worker) -> None:
-        """Stop watching a worker that is gone or going."""
+        """Stop watching a worker that is gone; free its pipe and its process's fds."""
         for fd in worker.fds:
             if self._watched.pop(fd, None) is not None:
                 self._poll.unregister(fd)
         worker.conn.close()
+        if worker.process.exitcode is not None:
+            worker.process.close()  # else the sentinel stays open until garbage collection
 
     def _receive(self, worker: _Worker) -> None:
+        spec = worker.spec
+        assert spec is not None
         try:
-            outcome = worker.conn.recv()
+            data = worker.conn.recv_bytes()
         except (EOFError, OSError):
             return  # died mid-send; the sentinel tells how
+        if data == _READY:
+            worker.ready = True
+            worker.deadline = _deadline(spec)
+            return
+        try:
+            message = pickle.loads(data)
         except Exception as exc:  # noqa: BLE001 - an outcome that fails to unpickle
-            spec = worker.spec
-            assert spec is not None
-            info = ErrorInfo("raised", type(exc).__name__, f"the result could not be read: {exc}")
-            outcome = TaskOutcome(spec.key, spec.attempt, None, info, TaskMetrics(worker.pid))
-        self._finish(worker, outcome)
+            message = ErrorInfo(
+                "raised", type(exc).__name__, f"the result could not be read: {exc}"
+            )
+        if isinstance(message, ErrorInfo):  # the worker could not even read the task
+            message = TaskOutcome(spec.key, spec.attempt, None, message, TaskMetrics(worker.pid))
+        self._finish(worker, message)
         worker.tasks_done += 1
         if self._max_tasks and worker.tasks_done >= self._max_tasks:
-            worker.conn.send(None)
-            self._forget(worker)
+            try:
+                worker.conn.send(None)
+            except (OSError, EOFError):
+                pass
             worker.process.join(_TERM_GRACE_S)
             _terminate(worker.process)
+            self._forget(worker)
         else:
             self._idle.append(worker)
 
@@ -216,11 +271,24 @@ class LocalExecutor:
         self._outcomes.append(outcome)
 
     def _crashed(self, worker: _Worker) -> None:
-        worker.process.join(_TERM_GRACE_S)
-        spec = worker.spec
-        assert spec is not None
-        message = describe_exit(worker.pid, worker.process.exitcode)
+        exitcode, peak = _reap(worker.process)
+        exact = peak is not None
+        if peak is None:
+            peak = worker.peak_rss or None
+        oom_kills = self._oom.new_kills() if exitcode == -signal.SIGKILL else 0
+        message = describe_exit(
+            worker.pid, exitcode, peak_rss=peak, peak_exact=exact, oom_kills=oom_kills,
+            memory_limit=self._oom.limit, started=worker.ready,
+        )
         self._fail(worker, ErrorInfo("crashed", "WorkerCrashed", message))
+
+    def _sample_memory(self) -> None:
+        now = time.monotonic()
+        if now - self._sampled_at < _SAMPLE_EVERY_S:
+            return
+        self._sampled_at = now
+        for worker in self._busy.values():
+            worker.peak_rss = max(worker.peak_rss, oom.peak_rss_of(worker.pid))
 
     def _timed_out(self, worker: _Worker) -> None:
         spec = worker.spec
@@ -239,20 +307,88 @@ class LocalExecutor:
         self._forget(worker)
 
 
-def describe_exit(pid: int, exitcode: int | None) -> str:
-    """How a worker process ended, in words."""
+def describe_exit(
+    pid: int,
+    exitcode: int | None,
+    *,
+    peak_rss: int | None = None,
+    peak_exact: bool = True,
+    oom_kills: int = 0,
+    memory_limit: int | None = None,
+    started: bool = True,
+) -> str:
+    """How a worker process ended, in words, with the evidence about memory.
+
+    "likely killed by the out-of-memory killer" is said only for a SIGKILL
+    that dagrun did not send (dagrun's own kills are timeouts and reported as
+    such) and only when the memory cgroup counted new OOM kills, or the
+    worker's peak memory was at least half the memory limit.
+    """
+    when = "while running it" if started else "while starting up, before it could run it"
     if exitcode is None:
-        return f"its worker process (pid {pid}) stopped responding"
-    if exitcode < 0:
+        text = f"its worker process (pid {pid}) stopped responding {when}"
+    elif exitcode < 0:
         try:
             name = signal.Signals(-exitcode).name
         except ValueError:
             name = f"signal {-exitcode}"
-        text = f"its worker process (pid {pid}) was killed by {name}"
-        if -exitcode == signal.SIGKILL:
-            text += " (if nobody sent it, likely killed by the out-of-memory killer)"
-        return text
-    return f"its worker process (pid {pid}) exited with code {exitcode} while running it"
+        text = f"its worker process (pid {pid}) was killed by {name} {when}"
+        if -exitcode == signal.SIGSEGV:
+            text += " (a crash in native code)"
+    else:
+        text = f"its worker process (pid {pid}) exited with code {exitcode} {when}"
+    if peak_rss:
+        text += f"; peak memory {'' if peak_exact else 'at least '}{oom.format_bytes(peak_rss)}"
+    if exitcode == -signal.SIGKILL:
+        high = bool(peak_rss and memory_limit and peak_rss >= memory_limit // 2)
+        if oom_kills:
+            text += (
+                "; likely killed by the out-of-memory killer (the memory cgroup counted "
+                f"{oom_kills} new OOM kill{'s' if oom_kills > 1 else ''})"
+            )
+        elif high:
+            text += (
+                "; likely killed by the out-of-memory killer (it used at least half of the "
+                f"{oom.format_bytes(memory_limit or 0)} memory limit)"
+            )
+        else:
+            text += "; the signal did not come from dagrun"
+    return text
+
+
+def _deadline(spec: TaskSpec, grace: float = 0.0) -> float | None:
+    return time.monotonic() + spec.timeout + grace if spec.timeout else None
+
+
+def _reap(process: mp.process.BaseProcess) -> tuple[int | None, int | None]:
+    """Exit code and peak RSS (bytes) of a worker whose sentinel fired.
+
+    Our own children (fork, spawn) are reaped with ``wait4``, whose rusage
+    holds the peak RSS since the task began (``execute`` resets it); the exit
+    status is handed to multiprocessing's ``Popen`` so it does not wait again.
+    Forkserver workers are not our children: their exit code comes from
+    multiprocessing and the peak is unknown here.
+    """
+    pid = process.pid
+    popen = getattr(process, "_popen", None)
+    if pid and popen is not None and getattr(popen, "returncode", 0) is None:
+        deadline = time.monotonic() + _TERM_GRACE_S
+        while True:
+            try:
+                got, status, usage = os.wait4(pid, os.WNOHANG)
+            except ChildProcessError:
+                break  # not ours (forkserver), or already reaped
+            if got == pid:
+                popen.returncode = os.waitstatus_to_exitcode(status)
+                return popen.returncode, usage.ru_maxrss * 1024
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.001)  # the sentinel fires a moment before the process is reapable
+    process.join(_TERM_GRACE_S)
+    if process.is_alive():  # it closed its pipes but lives on: stop it
+        _terminate(process)
+        return None, None
+    return process.exitcode, None
 
 
 def _terminate(process: mp.process.BaseProcess) -> None:
@@ -273,6 +409,40 @@ def _die_with_parent(driver_pid: int) -> None:
         pass
     if os.getppid() == 1:
         os._exit(0)
+    if os.getppid() != driver_pid:
+        _watch_driver(driver_pid)
+
+
+def _watch_driver(driver_pid: int) -> None:
+    """Die with the driver when it is not our parent (forkserver).
+
+    A forkserver worker's parent is the fork server, which outlives a SIGKILLed
+    driver as long as any worker holds its "alive" pipe: the death signal alone
+    would leave such workers running. A daemon thread blocks on a pidfd of the
+    driver (or, without pidfds, checks it once a second) and kills this worker.
+    """
+    try:
+        fd: int | None = os.pidfd_open(driver_pid)
+    except ProcessLookupError:
+        os._exit(0)
+    except (AttributeError, OSError):
+        fd = None
+
+    def watch() -> None:
+        if fd is not None:
+            select.select([fd], [], [])
+        else:
+            while True:
+                time.sleep(1.0)
+                try:
+                    os.kill(driver_pid, 0)
+                except ProcessLookupError:
+                    break
+                except PermissionError:
+                    pass
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="dagrun-driver-watch", daemon=True).start()
 
 
 def _worker_main(conn: Connection, init: WorkerInit) -> None:
@@ -282,21 +452,43 @@ def _worker_main(conn: Connection, init: WorkerInit) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent(init.driver_pid)
     from ..loader import import_source
+    from ..resources import Resources
     from .worker import error_info, execute
 
     for source in init.sources:
         import_source(source)
-    funcs: dict[str, Callable[..., Any]] = pickle.loads(init.funcs_blob)
-    while True:
-        try:
-            spec = conn.recv()
-        except (EOFError, OSError):
-            return
-        if spec is None:
-            return
-        outcome = execute(spec, funcs[spec.key.stage], init.config)
-        try:
-            conn.send(outcome)
-        except Exception as exc:  # noqa: BLE001 - never leave the driver without an answer
-            info = error_info(exc, spec.key.stage)
-            conn.send(TaskOutcome(spec.key, spec.attempt, None, info, outcome.metrics))
+    funcs, resource_funcs = pickle.loads(init.funcs_blob)
+    resources = Resources(resource_funcs)
+    _reply(conn, _READY, pickled=False)
+    try:
+        while True:
+            try:
+                data = conn.recv_bytes()
+            except (EOFError, OSError):
+                return
+            try:
+                spec = pickle.loads(data)
+            except Exception as exc:  # noqa: BLE001 - the driver knows which task this was
+                exc.add_note("while the worker unpickled the task's arguments")
+                _reply(conn, error_info(exc, "?"))
+                continue
+            if spec is None:
+                return
+            outcome = execute(spec, funcs[spec.key.stage], init.config, resources, in_worker=True)
+            try:
+                payload = ForkingPickler.dumps(outcome)
+            except Exception as exc:  # noqa: BLE001 - never leave the driver without an answer
+                info = error_info(exc, spec.key.stage)
+                payload = ForkingPickler.dumps(
+                    TaskOutcome(spec.key, spec.attempt, None, info, outcome.metrics)
+                )
+            conn.send_bytes(payload)
+    finally:
+        resources.close()
+
+
+def _reply(conn: Connection, message: Any, *, pickled: bool = True) -> None:
+    try:
+        conn.send_bytes(ForkingPickler.dumps(message) if pickled else message)
+    except (OSError, EOFError):
+        pass

@@ -1,7 +1,9 @@
 """Run one task where the executor put it: decode inputs, call the stage, encode.
 
 ``execute`` never raises for anything the stage does: an exception (even
-``SystemExit``), a result that will not pickle or store, all become an
+``SystemExit``, or one whose ``__str__`` raises), an input that cannot be
+read, a ``@worker_init`` resource that fails, a result that will not pickle
+or store, all become an
 ``ErrorInfo`` in the returned ``TaskOutcome``, with the user's traceback
 (frames of dagrun itself trimmed) and the chained causes.
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import store
+from ..resources import Resources
 from ..store import Decoded, StoreConfig
 from .base import Batched, ErrorInfo, Output, TaskMetrics, TaskOutcome, TaskSpec
 
@@ -28,8 +31,20 @@ _READ_ONLY_HINT = (
 )
 
 
-def execute(spec: TaskSpec, func: Callable[..., Any], config: StoreConfig) -> TaskOutcome:
-    """Run ``spec`` with ``func`` and return its outcome; never raises for user errors."""
+def execute(
+    spec: TaskSpec,
+    func: Callable[..., Any],
+    config: StoreConfig,
+    resources: Resources | None = None,
+    *,
+    in_worker: bool = False,
+) -> TaskOutcome:
+    """Run ``spec`` with ``func`` and return its outcome; never raises for user errors.
+
+    ``resources`` supplies the stage's ``@worker_init`` values. In a worker
+    process (``in_worker``) even ``KeyboardInterrupt`` is the stage's error:
+    the driver, not the worker, owns Ctrl-C; inline, it propagates.
+    """
     started_at = time.time()
     wall0 = time.perf_counter()
     cpu0 = time.process_time()
@@ -43,18 +58,30 @@ def execute(spec: TaskSpec, func: Callable[..., Any], config: StoreConfig) -> Ta
     try:
         kwargs = dict(spec.params)
         for pname, output in spec.inputs.items():
-            kwargs[pname] = _load(output, config, stage, opened)
+            kwargs[pname] = _load(output, config, stage, opened, pname)
             input_bytes += output.nbytes
+        for pname, rname in spec.resources.items():
+            kwargs[pname] = _resource(resources, rname)
         with store.active(config, stage):
             if spec.items is None:
                 value = func(**kwargs)
             else:
                 value = _run_batch(func, kwargs, spec)
                 items = spec.items[1] - spec.items[0]
-        handle = store.encode(value, config, stage)
+        try:
+            handle = store.encode(value, config, stage)
+        except Exception as exc:
+            exc.add_note(
+                f"the result of stage {stage!r} (a {type(value).__name__}) could not be stored "
+                f"for the stages that consume it; return data that pickles (no locks, open "
+                f"files, lambdas or generators)"
+            )
+            raise
         del value
-    except KeyboardInterrupt:
-        raise
+    except KeyboardInterrupt as exc:
+        if not in_worker:
+            raise
+        error = error_info(exc, stage)
     except BaseException as exc:  # noqa: BLE001 - a worker always reports back
         error = error_info(exc, stage)
     finally:
@@ -120,17 +147,34 @@ def _row_chunk(value: Any, start: int, stop: int) -> Any:
     return None
 
 
-def _load(output: Output, config: StoreConfig, stage: str, opened: list[Decoded]) -> Any:
-    if not isinstance(output, Batched):
-        decoded = store.decode(output, config, stage)
-        opened.append(decoded)
-        return decoded.value
-    parts: list[Any] = []
-    for handle in output.handles:
-        decoded = store.decode(handle, config, stage)
-        opened.append(decoded)
-        parts.extend(decoded.value)
-    return concatenate(parts) if output.concat else parts
+def _load(
+    output: Output, config: StoreConfig, stage: str, opened: list[Decoded], pname: str
+) -> Any:
+    try:
+        if not isinstance(output, Batched):
+            decoded = store.decode(output, config, stage)
+            opened.append(decoded)
+            return decoded.value
+        parts: list[Any] = []
+        for handle in output.handles:
+            decoded = store.decode(handle, config, stage)
+            opened.append(decoded)
+            parts.extend(decoded.value)
+        return concatenate(parts) if output.concat else parts
+    except Exception as exc:
+        exc.add_note(f"while reading input {pname!r} of stage {stage!r}")
+        raise
+
+
+def _resource(resources: Resources | None, name: str) -> Any:
+    if resources is None:
+        msg = f"no worker resources were given to this executor (resource {name!r})"
+        raise RuntimeError(msg)
+    try:
+        return resources.get(name)
+    except Exception as exc:
+        exc.add_note(f"while making worker resource {name!r} (its @worker_init function)")
+        raise
 
 
 def concatenate(parts: list[Any]) -> Any:
@@ -184,13 +228,20 @@ def error_info(exc: BaseException, stage: str, kind: str = "raised") -> ErrorInf
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE):
         tb = tb.tb_next
-    text = "".join(traceback.format_exception(type(exc), exc, tb))
-    message = str(exc)
+    message = _text(exc)
+    try:
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+    except Exception:  # noqa: BLE001 - a broken __str__ deep in the chain
+        frames = "".join(traceback.format_tb(tb))
+        text = f"Traceback (most recent call last):\n{frames}{type(exc).__name__}: {message}\n"
     notes = getattr(exc, "__notes__", None)
-    if notes:
+    if notes and isinstance(notes, list):
+        notes = [str(n) for n in notes]
         message = "; ".join([message, *notes]) if message else "; ".join(notes)
     if isinstance(exc, SystemExit):
         message = f"the stage called sys.exit({exc.code!r})"
+    elif isinstance(exc, KeyboardInterrupt):
+        message = "the stage raised KeyboardInterrupt (Ctrl-C is handled by the driver)"
     try:
         blob: bytes | None = pickle.dumps(exc, protocol=5)
         pickle.loads(blob)
@@ -198,6 +249,13 @@ def error_info(exc: BaseException, stage: str, kind: str = "raised") -> ErrorInf
         blob = None
     names = tuple(f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__)
     return ErrorInfo(kind, type(exc).__name__, message, text, names, blob)
+
+
+def _text(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception as inner:  # noqa: BLE001 - the user's __str__ raised
+        return f"<str() of this exception raised {type(inner).__name__}: {inner}>"
 
 
 _clear_refs: tuple[int, int] | None = None  # (pid, fd): /proc/self is per process
