@@ -165,7 +165,26 @@ def _encode_tree(value: Any, config: StoreConfig, stage: str) -> Handle:
     return Handle(_transport(tokens), nbytes, payload, length)
 
 
-class _TreeUnpickler(pickle.Unpickler):
+def _read_only(make: Any) -> Any:
+    def rebuild(*args: Any) -> Any:
+        arr = make(*args)
+        arr.flags.writeable = False
+        return arr
+
+    return rebuild
+
+
+class _ReadOnlyUnpickler(pickle.Unpickler):
+    """Unpickles with every array carried inside the pickle made read-only."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = super().find_class(module, name)
+        if name == "_frombuffer" and module.startswith("numpy"):
+            return _read_only(found)
+        return found
+
+
+class _TreeUnpickler(_ReadOnlyUnpickler):
     """Rebuilds a skeleton, decoding each persistent id from its own part."""
 
     def __init__(
@@ -192,7 +211,7 @@ def _decode_value(handle: Handle, config: StoreConfig, stage: str) -> Any:
     if isinstance(payload, ArrowPayload):
         return arrow.decode_arrow(payload, config, stage)
     if isinstance(payload, BlobPayload):
-        return pickle.loads(_read_blob(payload, config, stage))
+        return _ReadOnlyUnpickler(io.BytesIO(_read_blob(payload, config, stage))).load()
     if isinstance(payload, TreePayload):
         data = payload.skeleton
         if isinstance(data, BlobPayload):
@@ -211,7 +230,10 @@ def decode(handle: Handle, config: StoreConfig, stage: str) -> Decoded:
     """Read a stored value back; arrays come back read-only, mapped where stored."""
     payload = handle.payload
     if type(payload) is bytes:
-        value = pickle.loads(payload)
+        if b"_frombuffer" in payload:  # arrays inside: make them read-only too
+            value = _ReadOnlyUnpickler(io.BytesIO(payload)).load()
+        else:
+            value = pickle.loads(payload)
         if isinstance(value, np.ndarray):
             value.flags.writeable = False
         return Decoded(value)
