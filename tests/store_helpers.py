@@ -73,7 +73,11 @@ def equal(a: Any, b: Any) -> bool:
     if isinstance(b, dict):
         return isinstance(a, dict) and a.keys() == b.keys() and all(equal(a[k], b[k]) for k in b)
     if isinstance(b, list | tuple):
-        return type(a) is type(b) and len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b))
+        return (
+            type(a) is type(b)
+            and len(a) == len(b)
+            and all(equal(x, y) for x, y in zip(a, b, strict=True))
+        )
     module = type(b).__module__
     if module.startswith("pyarrow"):
         same = a.equals(b) or a.to_pylist() == b.to_pylist()  # dictionaries may be unified
