@@ -61,12 +61,17 @@ def handoff(
     repeat: int = 5,
     start_method: str = "spawn",
     state_dir: str | None = None,
+    pool_bytes: int = -1,
 ) -> dict[str, Any]:
-    """Median seconds of a float64 handoff of ``nbytes`` vs the in-process floor."""
+    """Median seconds of a float64 handoff of ``nbytes`` vs the in-process floor.
+
+    ``pool_bytes=0`` turns segment recycling off (every value gets a fresh segment).
+    """
     count = nbytes // 8
     ctx = mp.get_context(start_method)
     with tempfile.TemporaryDirectory() as tmp:
-        config = StoreConfig.for_run(f"bench-{uuid.uuid4().hex[:8]}", state_dir or tmp)
+        run_id = f"bench-{uuid.uuid4().hex[:8]}"
+        config = StoreConfig.for_run(run_id, state_dir or tmp, pool_bytes=pool_bytes)
         store = Store(config)
         p_conn, p_child = ctx.Pipe()
         c_conn, c_child = ctx.Pipe()
