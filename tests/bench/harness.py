@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -93,6 +94,7 @@ class Settings:
     log_dir: Path
     quick: bool
     cell_budget_s: float = 45.0  # a cell stops repeating once its samples took this long
+    reps_forced: bool = False  # --reps given: it overrides the cases' own counts
     echo: Callable[[str], None] = print
 
 
@@ -188,9 +190,20 @@ def shm_in_use() -> set[str]:
     return used
 
 
-def leaked_shm(before: set[str]) -> list[str]:
-    """Entries created since ``before`` that nobody uses; the bench's own ones are removed."""
-    new = shm_entries() - before
+def _ours(name: str, pid: int) -> bool:
+    """Whether a /dev/shm name was made by the child ``pid`` (or the bench's own peer).
+
+    /dev/shm is shared with everyone on the machine (other runs of dagrun's
+    tests among them), so only names that carry the child's pid — dagrun's
+    ``dagrun-<driver pid>-…``, joblib's ``joblib_memmapping_folder_<pid>_…`` —
+    or the bench's prefix are attributed to it.
+    """
+    return name.startswith(SHM_PREFIX) or str(pid) in re.split(r"[-_.]", name)
+
+
+def leaked_shm(before: set[str], pid: int) -> list[str]:
+    """Entries the child ``pid`` created that outlived it; the bench's own ones are removed."""
+    new = {n for n in shm_entries() - before if _ours(n, pid)}
     if not new:
         return []
     new -= shm_in_use()
@@ -223,7 +236,8 @@ class Runner:
                 stdout, _ = proc.communicate(timeout=timeout_s)
                 rc: int | None = proc.returncode
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGTERM)  # the child unwinds and stops its engine
+                # SIGINT to the child alone: it unwinds (KeyboardInterrupt) and stops its engine
+                os.kill(proc.pid, signal.SIGINT)
                 try:
                     stdout, _ = proc.communicate(timeout=20)
                 except subprocess.TimeoutExpired:
@@ -232,7 +246,7 @@ class Runner:
                 rc = None
             logf.write(stdout[-4000:])
         leftovers = reap(token)
-        leaks = leaked_shm(before)
+        leaks = leaked_shm(before, proc.pid)
         return rc, stdout.decode(errors="replace"), [*leftovers, *(f"/dev/shm/{n}" for n in leaks)]
 
     def measure(self, cell: Cell, rep: int) -> None:
@@ -335,6 +349,8 @@ def run_plan(cases: list[Case], settings: Settings, runner: Runner) -> list[Cell
         cells += row
         by_workload.setdefault(case.workload, []).append((case, row))
     def reps_of(case: Case) -> int:
+        if settings.reps_forced:
+            return settings.reps
         return (settings.quick and case.quick_reps) or case.reps or settings.reps
 
     for workload, group in by_workload.items():

@@ -104,6 +104,27 @@ def _wall(command: list[str], env: dict) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def _burn(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def capacity(work: int = 3_000_000) -> float:
+    """How many CPUs this machine gives two busy processes right now (2.0 when idle):
+    other load on a shared machine caps any speedup measured here."""
+    with Pool(2) as pool:
+        pool.map(_burn, [1000, 1000])  # start both workers first
+        started = time.perf_counter()
+        pool.apply(_burn, (work,))
+        single = time.perf_counter() - started
+        started = time.perf_counter()
+        pool.map(_burn, [work, work], chunksize=1)
+        pair = time.perf_counter() - started
+    return 2 * single / pair
+
+
 def compare(repeat: int) -> None:
     """Median wall time of ``repeat`` fresh runs each, interleaved, 1 and 2 workers."""
     python = sys.executable
@@ -120,6 +141,7 @@ def compare(repeat: int) -> None:
             "--out-dir", "out/bench/seed",
         ]
     load = os.getloadavg()[0]
+    spare = [capacity()]
     times: dict[str, list[float]] = {name: [] for name in commands}
     cpu: dict[str, list[float]] = {name: [] for name in commands}
     for command in commands.values():  # warm the page cache and imports once
@@ -129,12 +151,15 @@ def compare(repeat: int) -> None:
             wall, used = _wall(command, env)
             times[name].append(wall)
             cpu[name].append(used)
+    spare.append(capacity())
     med = {name: statistics.median(t) for name, t in times.items()}
     print(f"median of {repeat} fresh runs each (interleaved); {os.cpu_count()} CPUs, "
           f"1-min load average before {load:.2f}, after {os.getloadavg()[0]:.2f}")
-    print("  wall s   cpu s  command   [wall times]")
+    print(f"CPUs free for two processes (2.00 = idle machine): before {spare[0]:.2f}, "
+          f"after {spare[1]:.2f}")
+    print("  wall s (median, min)   cpu s  command   [wall times]")
     for name, t in times.items():
-        print(f"  {med[name]:6.2f}  {statistics.median(cpu[name]):6.2f}  {name}   "
+        print(f"  {med[name]:6.2f} {min(t):6.2f}  {statistics.median(cpu[name]):11.2f}  {name}   "
               f"[{', '.join(f'{x:.2f}' for x in t)}]")
     keys = list(commands)
     d1, s1, d2, s2 = (med[k] for k in keys)
