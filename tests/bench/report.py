@@ -311,7 +311,8 @@ def pivot_table(scores: dict, workload: str) -> str:
                 if workload == "parallel" and s.extra:
                     txt += f" ({s.extra.split(', ')[1]})"
                 elif workload == "memory" and s.extra:
-                    txt += f" ({s.extra.split(';')[0]})"
+                    ratio, wall = s.extra.split("; ")[:2]
+                    txt += f" ({ratio.split()[0]}), {wall.split()[1]}"
                 elif peer != DAGRUN and s.ratio_dagrun is not None:
                     txt += f" ({_x(s.ratio_dagrun)})"
                 cells.append(txt)
@@ -352,6 +353,10 @@ def machine() -> dict[str, Any]:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
                                 capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "dagrun"], cwd=REPO,
+                               capture_output=True, text=True).stdout.strip()
+        if dirty:
+            commit += " + uncommitted changes"
     except OSError:
         commit = ""
     return {
@@ -391,6 +396,20 @@ def to_json(scores: dict, gs: list[dict[str, Any]], meta: dict[str, Any]) -> dic
     return {"meta": meta, "goals": gs, "workloads": workloads}
 
 
+def load(path: Path) -> tuple[list[Cell], dict[str, Any]]:
+    """The cells and metadata of a results JSON written by :func:`to_json`."""
+    from .workloads import Case
+
+    data = json.loads(path.read_text())
+    cells = []
+    for workload, w in data["workloads"].items():
+        for name, case in w["cases"].items():
+            c = Case(workload, name, case["params"], tuple(case["peers"]))
+            for peer, p in case["peers"].items():
+                cells.append(Cell(c, peer, list(p["records"]), p["status"], p["note"]))
+    return cells, data["meta"]
+
+
 def markdown(scores: dict, gs: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     """The README's benchmark section."""
     m = meta["machine"]
@@ -401,7 +420,9 @@ def markdown(scores: dict, gs: list[dict[str, Any]], meta: dict[str, Any]) -> st
         f"Measured {when} on {m['cpu'] or 'an unnamed CPU'} ({m['usable_cpus']} usable cores, "
         f"{m['memory_gib']} GiB RAM, /dev/shm {m['dev_shm_gib']} GiB), Python {m['python']}, "
         f"dagrun {m['dagrun_commit']}, with `{meta['command']}` "
-        f"({meta['reps']} repetitions, interleaved; medians). Every sample, ratio and raw "
+        f"({meta['reps']} repetitions{'' if meta.get('reps_forced') else ', handoff 5'}, "
+        "fewer where a cell's time budget ran out; interleaved; medians). "
+        "Every sample, ratio and raw "
         "record is in [`tests/bench/results.json`](tests/bench/results.json); "
         "`make bench` reruns it (`BENCH_ARGS=--quick` for the reduced set).",
         "",
@@ -420,12 +441,14 @@ def markdown(scores: dict, gs: list[dict[str, Any]], meta: dict[str, Any]) -> st
     ]
     captions = {
         "handoff": "Handoff of a float64 array from a producer to a consumer in another "
-        "process: overhead over the in-process floor (ms), (× dagrun end to end).",
-        "overhead": "No-op tasks: µs per task (× dagrun).",
+        "process: overhead over the in-process floor (ms; median of the per-repetition "
+        "differences), (end-to-end time ÷ dagrun's).",
+        "overhead": "No-op tasks: µs per task, (÷ dagrun's: below 1× the peer is cheaper).",
         "parallel": "8 CPU-bound tasks of ~0.5 s and a reduce: wall s (efficiency on the "
         "machine's cores).",
         "memory": "Chain of six stages each making a fresh array from the previous one: peak "
-        "of all processes' private memory + /dev/shm above idle (× the two-array floor).",
+        "of all processes' private memory + /dev/shm above idle (× the two-array floor), "
+        "wall s.",
         "startup": "Whole commands from a shell: wall s (× dagrun). `help`: `dagrun --help` vs "
         "`python -c pass` / `import typer`; `hello`: a two-stage pipeline, `dagrun run` from "
         "the CLI vs `python -c` with the same imports and each peer starting its engine.",
