@@ -60,20 +60,17 @@ def score(cells: list[Cell]) -> dict[tuple[str, str], dict[str, Scored]]:
     for key, row in grouped.items():
         workload = key[0]
         floor = row.get(FLOOR)
-        floor_by_rep = {s["rep"]: s for s in floor.samples} if floor else {}
         floor_net = None
         if floor and workload == "handoff":
             floor_net = _median([s["net_s"] for s in floor.samples])
         scored: dict[str, Scored] = {}
         for peer, c in row.items():
             if workload == "handoff":
+                # each sample against the floor's median: the noise here is per process
+                # (first touches of fresh memory), not drift, so pairing by repetition
+                # would add the floor's outliers to every peer's samples
                 basis = [s["net_s"] for s in c.samples]
-                values = []
-                for s in c.samples:
-                    f = floor_by_rep.get(s["rep"])
-                    ref = f["net_s"] if f else floor_net
-                    if ref is not None:
-                        values.append(s["net_s"] - ref)
+                values = [b - floor_net for b in basis] if floor_net is not None else []
             elif workload == "overhead":
                 n = c.case.params["n"]
                 values = [s["net_s"] / (n - 1) * 1e6 for s in c.samples]
@@ -441,8 +438,8 @@ def markdown(scores: dict, gs: list[dict[str, Any]], meta: dict[str, Any]) -> st
     ]
     captions = {
         "handoff": "Handoff of a float64 array from a producer to a consumer in another "
-        "process: overhead over the in-process floor (ms; median of the per-repetition "
-        "differences), (end-to-end time ÷ dagrun's).",
+        "process: overhead over the in-process floor (ms: median end to end minus the "
+        "floor's median), (end-to-end time ÷ dagrun's).",
         "overhead": "No-op tasks: µs per task, (÷ dagrun's: below 1× the peer is cheaper).",
         "parallel": "8 CPU-bound tasks of ~0.5 s and a reduce: wall s (efficiency on the "
         "machine's cores).",

@@ -11,7 +11,7 @@ the cost of the data or of the extra tasks. Start-up is its own workload.
 
 Scores (``metric``), one number per sample::
 
-    handoff   overhead_s  net_s(peer) - net_s(floor) of the same repetition
+    handoff   overhead_s  net_s(peer) - median net_s(floor)
     overhead  us_per_task net_s / (tasks - 1) * 1e6
     parallel  net_s       speedup = floor / peer, efficiency = speedup / min(cores, tasks)
     memory    peak_bytes  peak(real) - peak(tiny) of RssAnon(tree) + /dev/shm
