@@ -60,7 +60,7 @@ def children() -> list[int]:
         import psutil
     except ImportError:
         return [p.pid for p in multiprocessing.active_children()]
-    names = ("forkserver", "resource_tracker")
+    names = ("multiprocessing.forkserver", "multiprocessing.resource_tracker")
     out = []
     for child in psutil.Process().children(recursive=True):
         try:

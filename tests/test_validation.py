@@ -39,7 +39,8 @@ def test_bad_value_names_the_parameter():
     """A value that does not convert names the parameter and the expected type."""
     problems = problems_of("params_pipeline", params={"count": "three"})
     assert problems == [
-        "parameter 'count' of stage 'settings': 'three' is not a valid int; give a value of type int"
+        "parameter 'count' of stage 'settings': 'three' is not a valid int; "
+        "give a value of type int"
     ]
 
 

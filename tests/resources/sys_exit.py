@@ -1,5 +1,6 @@
-from dagrun import stage
 import sys
+
+from dagrun import stage
 
 
 @stage
