@@ -264,6 +264,8 @@ class _Run:
             self.events.flush()
             for outcome in self.exe.wait(timeout, self.guard.wake_fd):
                 self._on_outcome(outcome)
+            for spec, pid in self.exe.started():
+                self._emit_started(spec, pid)
             self.guard.check()
             self._release_due_retries()
 
@@ -272,10 +274,17 @@ class _Run:
         while self.queue and self.exe.free_slots() > 0:
             spec = self.queue.popleft()
             pid = self.exe.submit(spec)
-            fields = _batch_fields(spec.key)
-            self.events.emit(
-                "task_started", stage=spec.key.stage, attempt=spec.attempt, worker_pid=pid, **fields
-            )
+            if pid is not None:  # else queued in a worker: reported by ``started`` later
+                self._emit_started(spec, pid)
+
+    def _emit_started(self, spec: TaskSpec, pid: int) -> None:
+        self.events.emit(
+            "task_started",
+            stage=spec.key.stage,
+            attempt=spec.attempt,
+            worker_pid=pid,
+            **_batch_fields(spec.key),
+        )
 
     # -- planning --------------------------------------------------------
     def _plan(self, stages: list[str]) -> None:

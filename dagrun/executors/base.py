@@ -115,8 +115,15 @@ class Executor(Protocol):
         """How many more tasks can be submitted right now."""
         ...
 
-    def submit(self, spec: TaskSpec) -> int:
-        """Start a task; return the pid of the process that runs it."""
+    def submit(self, spec: TaskSpec) -> int | None:
+        """Hand over a task; the pid of the process running it if it started at once.
+
+        None means it is queued in a worker; ``started`` reports it when it begins.
+        """
+        ...
+
+    def started(self) -> list[tuple[TaskSpec, int]]:
+        """Tasks that began since the last call (after being queued), with their pids."""
         ...
 
     def wait(self, timeout: float | None, wake: int | None = None) -> list[TaskOutcome]:

@@ -46,6 +46,9 @@ class InlineExecutor:
         self._outcomes.append(execute(spec, func, self._config, self._resources))
         return os.getpid()
 
+    def started(self) -> list[tuple[TaskSpec, int]]:
+        return []  # every task starts inside ``submit``
+
     def wait(self, timeout: float | None, wake: int | None = None) -> list[TaskOutcome]:
         outcomes, self._outcomes = self._outcomes, []
         if not outcomes and timeout:

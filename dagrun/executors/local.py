@@ -7,7 +7,11 @@
               └── process sentinels: a worker that dies is noticed at once
 
 Each worker has its own pipe and runs one task at a time, so the executor
-always knows which task a dead worker was running: that task alone fails,
+always knows which task a dead worker was running. Behind a task whose
+function is known to be short (a few ms), one more task may be queued in
+the worker's pipe, so short tasks do not wait for a driver round trip; a
+queued task that never started is sent elsewhere if its worker dies. The
+task that was running when a worker died: that task alone fails,
 with how the worker died (exit code or signal), its peak memory (from
 ``wait4`` for our own children, else the last sample) and, when the
 evidence points there (the memory cgroup's ``oom_kill`` count rose, or the
@@ -36,6 +40,7 @@ import select
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -51,6 +56,8 @@ _TERM_GRACE_S = 1.0
 _PR_SET_PDEATHSIG = 1
 _SAMPLE_EVERY_S = 0.5  # peak-memory samples of workers we cannot wait4 (forkserver)
 _STARTUP_GRACE_S = 30.0
+_PREFETCH = 2  # tasks a worker may hold: the running one and one queued behind it
+_SHORT_TASK_S = 0.005  # only tasks typically shorter than this get one queued behind them
 _READY = b"ready"  # a worker's first message: imports done, the timeout clock may start
 
 
@@ -68,7 +75,7 @@ class _Worker:
     def __init__(self, process: mp.process.BaseProcess, conn: Connection) -> None:
         self.process = process
         self.conn = conn
-        self.spec: TaskSpec | None = None
+        self.queue: deque[TaskSpec] = deque()  # the running task first, then prefetched ones
         self.deadline: float | None = None
         self.tasks_done = 0
         self.fds: tuple[int, ...] = ()
@@ -78,6 +85,11 @@ class _Worker:
     @property
     def pid(self) -> int:
         return self.process.pid or 0
+
+    @property
+    def spec(self) -> TaskSpec | None:
+        """The task this worker is running now."""
+        return self.queue[0] if self.queue else None
 
 
 class LocalExecutor:
@@ -112,12 +124,22 @@ class LocalExecutor:
         self._idle: list[_Worker] = []
         self._busy: dict[Connection, _Worker] = {}
         self._outcomes: list[TaskOutcome] = []
+        self._started: list[tuple[TaskSpec, int]] = []
+        self._funcs = funcs
+        self._typical: dict[Any, float] = {}  # function -> typical wall time of its tasks
 
     # -- protocol --------------------------------------------------------
     def free_slots(self) -> int:
-        return self.workers - len(self._busy)
+        unstarted = self.workers - len(self._idle) - len(self._busy)
+        room = sum(_PREFETCH - len(w.queue) for w in self._busy.values() if self._can_queue(w))
+        return len(self._idle) + unstarted + room
 
-    def submit(self, spec: TaskSpec) -> int:
+    def started(self) -> list[tuple[TaskSpec, int]]:
+        """Prefetched tasks that began since the last call, with their worker's pid."""
+        started, self._started = self._started, []
+        return started
+
+    def submit(self, spec: TaskSpec) -> int | None:
         try:
             payload = ForkingPickler.dumps(spec)
         except Exception as exc:  # noqa: BLE001 - a parameter value that does not pickle
@@ -130,17 +152,55 @@ class LocalExecutor:
                 TaskOutcome(spec.key, spec.attempt, None, info, TaskMetrics(os.getpid()))
             )
             return os.getpid()
-        worker = self._idle.pop() if self._idle else self._start_worker()
-        worker.spec = spec
-        # Start-up (imports) is not the task's run time, but may not hang forever either.
-        worker.deadline = _deadline(spec, 0.0 if worker.ready else _STARTUP_GRACE_S)
-        worker.peak_rss = 0
-        self._busy[worker.conn] = worker
+        return self._place(spec, payload)
+
+    def _place(self, spec: TaskSpec, payload: bytes) -> int | None:
+        """Send a task to an idle or new worker, else queue it behind a short one.
+
+        Returns the worker's pid when the task starts at once, None when it is
+        queued (``started`` reports it later).
+        """
+        if self._idle:
+            worker = self._idle.pop()
+        elif len(self._busy) < self.workers:
+            worker = self._start_worker()
+        else:
+            worker = min(
+                (w for w in self._busy.values() if self._can_queue(w)),
+                key=lambda w: len(w.queue),
+            )
+        worker.queue.append(spec)
+        starts_now = len(worker.queue) == 1
+        if starts_now:
+            self._begin(worker)
+            self._busy[worker.conn] = worker
         try:
             worker.conn.send_bytes(payload)
         except (OSError, EOFError):
             pass  # the worker is dead: its sentinel reports it in wait()
-        return worker.pid
+        return worker.pid if starts_now else None
+
+    def _begin(self, worker: _Worker) -> None:
+        spec = worker.queue[0]
+        # Start-up (imports) is not the task's run time, but may not hang forever either.
+        worker.deadline = _deadline(spec, 0.0 if worker.ready else _STARTUP_GRACE_S)
+        worker.peak_rss = 0
+
+    def _can_queue(self, worker: _Worker) -> bool:
+        """Queue behind this worker only if everything it holds is known to be short.
+
+        Prefetching saves the driver round trip between short tasks; behind a
+        long task it would leave the queued one waiting while other workers idle.
+        """
+        if len(worker.queue) >= _PREFETCH or not worker.ready:
+            return False
+        if self._max_tasks and worker.tasks_done + len(worker.queue) >= self._max_tasks:
+            return False
+        for spec in worker.queue:
+            typical = self._typical.get(self._funcs.get(spec.key.stage))
+            if typical is None or typical > _SHORT_TASK_S:
+                return False
+        return True
 
     def wait(self, timeout: float | None, wake: int | None = None) -> list[TaskOutcome]:
         if not self._outcomes:
@@ -253,6 +313,8 @@ class LocalExecutor:
             message = TaskOutcome(spec.key, spec.attempt, None, message, TaskMetrics(worker.pid))
         self._finish(worker, message)
         worker.tasks_done += 1
+        if worker.queue:
+            return  # it went straight on to its next task
         if self._max_tasks and worker.tasks_done >= self._max_tasks:
             try:
                 worker.conn.send(None)
@@ -265,10 +327,19 @@ class LocalExecutor:
             self._idle.append(worker)
 
     def _finish(self, worker: _Worker, outcome: TaskOutcome) -> None:
-        del self._busy[worker.conn]
-        worker.spec = None
-        worker.deadline = None
+        spec = worker.queue.popleft()
         self._outcomes.append(outcome)
+        if outcome.error is None:
+            func = self._funcs.get(spec.key.stage)
+            wall = outcome.metrics.wall_s
+            known = self._typical.get(func)
+            self._typical[func] = wall if known is None else 0.7 * known + 0.3 * wall
+        if worker.queue:
+            self._begin(worker)
+            self._started.append((worker.queue[0], worker.pid))
+        else:
+            del self._busy[worker.conn]
+            worker.deadline = None
 
     def _crashed(self, worker: _Worker) -> None:
         exitcode, peak = _reap(worker.process)
@@ -303,8 +374,15 @@ class LocalExecutor:
         spec = worker.spec
         assert spec is not None
         outcome = TaskOutcome(spec.key, spec.attempt, None, info, TaskMetrics(worker.pid))
+        queued = list(worker.queue)[1:]  # prefetched, never started: they go elsewhere
+        worker.queue.clear()
+        worker.queue.append(spec)
         self._finish(worker, outcome)
         self._forget(worker)
+        for waiting in queued:
+            pid = self._place(waiting, ForkingPickler.dumps(waiting))
+            if pid is not None:
+                self._started.append((waiting, pid))
 
 
 def describe_exit(
