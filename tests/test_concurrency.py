@@ -95,3 +95,20 @@ def test_no_stage_starts_before_its_inputs_finish(seed, state_dir):
     for name, record in pipeline.stages.items():
         for upstream in record.inputs.values():
             assert position[("task_finished", upstream)] < position[("task_started", name)]
+
+
+@pytest.mark.parametrize("method", LOCAL)
+def test_tasks_queued_behind_a_crash_run_elsewhere(method, state_dir):
+    """Short tasks are queued in workers; those behind a crashing task still run, once."""
+    from tests.resources.noops import many_quick
+
+    pipeline = many_quick(300, crash_at=250)
+    with dagrun.run(pipeline, workers=2, start_method=method, state_dir=state_dir,
+                    keep_going=True, log_format="none") as result:
+        assert set(result.errors) == {"q250"}
+        assert {name: result[name] for name in result} == {
+            f"q{i}": i for i in range(300) if i != 250
+        }
+        events = [json.loads(line) for line in result.events_path.read_text().splitlines()]
+    started = [e["stage"] for e in events if e["event"] == "task_started"]
+    assert sorted(started) == sorted(f"q{i}" for i in range(300))  # each started once

@@ -39,3 +39,17 @@ def random_dag(count: int, seed: int = 0) -> Pipeline:
         inputs = {param: f"n{j}" for param, j in zip(("a", "b"), picks, strict=False)}
         stages.append(bind(nap, name=f"n{i}", inputs=inputs))
     return Pipeline(stages, name="random_dag")
+
+
+def quick_or_crash(index: int = 0, crash_at: int = -1) -> int:
+    import os
+
+    if index == crash_at:
+        os._exit(5)
+    return index
+
+
+def many_quick(count: int, crash_at: int) -> Pipeline:
+    """Many short tasks of one function (so they get queued in workers), one crashing."""
+    stages = [bind(quick_or_crash, name=f"q{i}", index=i, crash_at=crash_at) for i in range(count)]
+    return Pipeline(stages, name="many_quick")
