@@ -20,6 +20,8 @@ from typing import IO, Any
 
 import structlog
 
+from .executors.oom import format_bytes
+
 _GLYPH = {
     "task_started": "▶",
     "task_finished": "✓",
@@ -159,10 +161,10 @@ def render_console(event: dict[str, Any]) -> str:
         attempt, pid = event["attempt"], event["worker_pid"]
         return f"{clock} {glyph} {stage} started (attempt {attempt}, pid {pid})\n"
     if name == "task_finished":
-        size = _size(event.get("output_bytes", 0))
+        size = format_bytes(event.get("output_bytes", 0))
         return (
             f"{clock} {glyph} {stage} finished in {event['wall_s']:.3f} s "
-            f"(cpu {event['cpu_s']:.3f} s, peak {_size(event['max_rss_bytes'])}, "
+            f"(cpu {event['cpu_s']:.3f} s, peak {format_bytes(event['max_rss_bytes'])}, "
             f"out {size} via {event.get('transport') or '-'})\n"
         )
     if name == "task_failed":
@@ -188,11 +190,3 @@ def render_console(event: dict[str, Any]) -> str:
     extra = " ".join(f"{k}={v}" for k, v in event.items() if k not in {"event", "timestamp"})
     return f"{clock} {name} {extra}\n"
 
-
-def _size(nbytes: int) -> str:
-    value = float(nbytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"

@@ -106,3 +106,19 @@ def _importable_resources():
 def resource(name: str) -> str:
     """Path of a fixture pipeline file."""
     return str(RESOURCES / f"{name}.py")
+
+
+def run_resource(name: str, how=("local", "fork"), state_dir: Path | None = None, **kwargs):
+    """Run a fixture pipeline quietly with the given (executor, start method)."""
+    import dagrun
+
+    executor, method = how
+    return dagrun.run(
+        resource(name),
+        executor=executor,
+        start_method=method,
+        state_dir=state_dir,
+        log_format="none",
+        workers=kwargs.pop("workers", 2),
+        **kwargs,
+    )

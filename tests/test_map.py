@@ -7,7 +7,6 @@ import importlib
 import json
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +18,7 @@ import dagrun
 from dagrun.executors.worker import concatenate
 from dagrun.runner import auto_batch_size
 from dagrun.stage import as_stage
-from tests.conftest import resource
+from tests.conftest import run_resource as run
 
 FAST = [
     pytest.param(("inline", None), id="inline"),
@@ -28,17 +27,6 @@ FAST = [
 COLS = 1000
 
 
-def run(name: str, how=("local", "fork"), *, state_dir: Path, **kwargs):
-    executor, method = how
-    return dagrun.run(
-        resource(name),
-        executor=executor,
-        start_method=method,
-        state_dir=state_dir,
-        log_format="none",
-        workers=kwargs.pop("workers", 2),
-        **kwargs,
-    )
 
 
 def batch_events(result, stage: str, kind: str = "task_finished") -> list[dict]:

@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import dagrun
-from tests.conftest import resource
-
-
-def run(name: str, how, state_dir: Path, **kwargs):
-    executor, method = how
-    return dagrun.run(
-        resource(name),
-        executor=executor,
-        start_method=method,
-        state_dir=state_dir,
-        log_format="none",
-        workers=kwargs.pop("workers", 2),
-        **kwargs,
-    )
+from tests.conftest import run_resource as run
 
 
 def events_of(result) -> list[dict]:
