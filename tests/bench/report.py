@@ -1,4 +1,4 @@
-"""Score the samples, check the issues' goals, and write the table and the JSON.
+"""Score the samples, check the performance goals, and write the table and the JSON.
 
 Each cell (case x peer) gets its per-sample scores (see ``workloads``), their
 median, and two ratios of medians: against the floor and against dagrun.
@@ -132,7 +132,7 @@ def _largest(
 
 
 def goals(scores: dict) -> list[dict[str, Any]]:
-    """The goals of issues 3 and 4, each met / not met / not measured, with its numbers."""
+    """The performance goals, each met / not met / not measured, with its numbers."""
     out: list[dict[str, Any]] = []
 
     def add(goal: str, met: bool | None, detail: str) -> None:
@@ -432,7 +432,7 @@ def markdown(scores: dict, gs: list[dict[str, Any]], meta: dict[str, Any]) -> st
         "inside `dagrun.run`, so every DAG workload subtracts the same peer's run of a tiny "
         "DAG of the same shape (start-up is measured on its own under *startup*).",
         "",
-        "### Goals (issues 3 and 4)",
+        "### Goals",
         "",
         goals_table(gs),
     ]

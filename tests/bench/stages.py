@@ -6,7 +6,7 @@ take their inputs by parameter name (``prev``, ``a``/``b``, ``x0``…) and
 ``dagrun.bind(stage, name=key, inputs={param: dep_key}, **constants)``.
 
 The ``*_empty`` variants allocate their output with ``dagrun.empty`` so that
-returning it copies nothing (issue 4's in-place handoff).
+returning it copies nothing (the in-place handoff).
 
 Importing this module imports dagrun; the harness treats an ImportError here
 as "dagrun unavailable" rather than a failure of the suite.
