@@ -246,7 +246,7 @@ def clean_command(
     from .store import clean_orphans
 
     state = _state_dir(state_dir)
-    removed = clean_orphans(state)
+    removed = clean_orphans(state, os.environ.get("DAGRUN_SHM_DIR", "/dev/shm"))
     for sub in ["cache", *(["runs"] if runs else [])]:
         if (state / sub).exists():
             shutil.rmtree(state / sub)

@@ -174,7 +174,9 @@ class _Run:
         self.events = EventLog(
             self.run_id, self.run_dir / "events.jsonl", log_format=log_format, console=console
         )
-        self.config = store.StoreConfig.for_run(self.run_id, self.state_dir)
+        self.config = store.StoreConfig.for_run(
+            self.run_id, self.state_dir, shm_dir=os.environ.get("DAGRUN_SHM_DIR", "/dev/shm")
+        )
         self.store = store.Store(self.config)
         keep = set(graph.targets)
         self.scheduler = Scheduler(
@@ -200,7 +202,7 @@ class _Run:
         status = "failed"
         interrupted: Interrupted | None = None
         try:
-            store.clean_orphans(self.state_dir)
+            store.clean_orphans(self.state_dir, self.config.shm_dir)
             self.exe = self._make_executor()
             self.guard = SignalGuard(self._emergency_stop, raise_at_once=self.exe.name == "inline")
             with self.guard:
@@ -346,6 +348,9 @@ class _Run:
             record["items"] = m.items
         self.metrics.append(record)
         self.events.emit("task_finished", **record)
+        notice = self.store.fallback_notice(outcome.handle)
+        if notice is not None:  # said once per run
+            self.events.emit("store_fallback", level="warning", stage=key.stage, message=notice)
         if key.stage not in self.scheduler.running:
             self.store.release(outcome.handle)  # the stage failed or stopped meanwhile
             return

@@ -195,3 +195,22 @@ def test_help_is_fast():
     )
     assert done.stdout.strip() == "False"
     assert subprocess.run([*DAGRUN, "--help"], capture_output=True, cwd=ROOT).returncode == 0
+
+
+def test_without_dev_shm_the_run_spills_to_disk_and_says_so_once(state_dir, tmp_path):
+    """With no shared memory, intermediates go to memory-mapped files; one notice; none left."""
+    env = {**os.environ, "DAGRUN_SHM_DIR": str(tmp_path / "no-shm-here")}
+    done = subprocess.run(
+        [*DAGRUN, "run", resource("arrays"), "--keep-going", "--log-format", "json",
+         "--state-dir", str(state_dir)],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, env=env,
+    )
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    notices = [e for e in events if e["event"] == "store_fallback"]
+    assert len(notices) == 1 and "memory-mapped files" in notices[0]["message"]
+    transports = {e["stage"]: e["transport"] for e in events if e["event"] == "task_finished"}
+    assert transports["matrix"] == "file"
+    assert done.returncode == 1  # `vandal` writes into its input: still refused on disk
+    assert "read-only" in done.stdout
+    spill = state_dir / "spill"
+    assert not spill.exists() or not any(spill.iterdir())
