@@ -320,7 +320,8 @@ class _Run:
             for index in range(count):
                 items = (index * size, min(length, (index + 1) * size))
                 self.queue.append(TaskSpec(TaskKey(name, index), 1, inputs, node.params, now,
-                                           node.map_input, items, timeout, node.resources))
+                                           node.map_input, items, timeout, node.resources,
+                                           node.stage.options.concat))
 
     # -- outcomes --------------------------------------------------------
     def _on_outcome(self, outcome: TaskOutcome) -> None:
@@ -404,7 +405,7 @@ class _Run:
             items = (key.batch * size, min(length, (key.batch + 1) * size))
         return TaskSpec(key, outcome.attempt + 1, inputs, node.params, time.time(),
                         node.map_input, items, node.stage.options.timeout or self.timeout,
-                        node.resources)
+                        node.resources, node.stage.options.concat)
 
     def _failed(self, key: TaskKey, attempt: int, info: ErrorInfo, *, logged: bool = False) -> None:
         if not logged:

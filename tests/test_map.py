@@ -209,3 +209,13 @@ def test_concatenate_rules():
     assert joined.to_pylist() == [{"a": 1, "b": None}, {"a": 2, "b": "x"}]
     assert concatenate([[1, 2], [3]]) == [1, 2, 3]
     assert concatenate([pa.array([1]), pa.array([2, 3])]).to_pylist() == [1, 2, 3]
+
+
+def test_map_over_joined_results_splits_by_rows(state_dir):
+    """Mapping over a concat=True map stage sees its rows, not its per-element results."""
+    with run("map_chain", state_dir=state_dir, targets=["pairs", "row_sums"]) as result:
+        assert result["pairs"].shape == (10, 2)
+        assert result["row_sums"] == [s + i for s in range(5) for i in (0, 1)]
+        events = [json.loads(line) for line in result.events_path.read_text().splitlines()]
+    batches = [e for e in events if e.get("stage") == "row_sums" and e["event"] == "task_finished"]
+    assert len(batches) == math.ceil(10 / 3)

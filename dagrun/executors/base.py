@@ -60,6 +60,7 @@ class TaskSpec:
     items: tuple[int, int] | None = None  # [start, stop) of the mapped input
     timeout: float | None = None
     resources: dict[str, str] = field(default_factory=dict)  # parameter -> @worker_init name
+    concat: bool = False  # a batch of a stage whose results are joined into one array/table
 
 
 @dataclass(frozen=True)

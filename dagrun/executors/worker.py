@@ -10,6 +10,7 @@ or store, all become an
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import resource
@@ -70,6 +71,9 @@ def execute(
                 items = spec.items[1] - spec.items[0]
         try:
             handle = store.encode(value, config, stage)
+            if spec.concat and spec.items is not None:
+                # Consumers see the joined rows, so a later map splits by rows.
+                handle = dataclasses.replace(handle, length=sum(map(_rows, value)))
         except Exception as exc:
             exc.add_note(
                 f"the result of stage {stage!r} (a {type(value).__name__}) could not be stored "
@@ -175,6 +179,19 @@ def _resource(resources: Resources | None, name: str) -> Any:
     except Exception as exc:
         exc.add_note(f"while making worker resource {name!r} (its @worker_init function)")
         raise
+
+
+def _rows(result: Any) -> int:
+    """How many rows one mapped result adds once results are concatenated."""
+    if isinstance(result, list):
+        return len(result)
+    num_rows = getattr(result, "num_rows", None)
+    if isinstance(num_rows, int):
+        return num_rows
+    shape = getattr(result, "shape", None)
+    if shape is not None:
+        return shape[0] if len(shape) else 1
+    return 1
 
 
 def concatenate(parts: list[Any]) -> Any:
