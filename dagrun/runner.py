@@ -222,6 +222,10 @@ class _Run:
             raise
         wall = time.perf_counter() - started
         values, closers = self._read_targets() if interrupted is None else ({}, [])
+        for name, output in self.outputs.items():
+            if name not in values:  # what a failed or partial run left: nobody will read it
+                for handle in output_handles(output):
+                    self.store.release(handle)
         if interrupted is None and self.errors:
             status = "failed"  # a target's result could not be read back
         self.events.emit(

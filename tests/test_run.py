@@ -150,3 +150,4 @@ def test_nothing_of_the_run_outlives_close(how, state_dir):
     result.close()
     with pytest.raises(dagrun.DagrunError):
         result["doubled"]
+
