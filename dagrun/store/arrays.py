@@ -127,17 +127,12 @@ def encode_array(arr: np.ndarray, config: StoreConfig, stage: str, session: obje
             payload = ArrayPayload(alloc.ref, offset, arr.dtype, arr.shape, arr.strides)
             return Handle(_transport(alloc.ref), arr.nbytes, payload, length)
     entry, ref, _fresh = segments.create(config, arr.nbytes, stage)
-    try:
+    with segments.filling(config, ref, entry):
         order = "F" if arr.flags.f_contiguous and not arr.flags.c_contiguous else "C"
         dst = np.ndarray(arr.shape, arr.dtype, buffer=entry.mm, order=order)
         copy_into(dst, arr)
         payload = ArrayPayload(ref, 0, arr.dtype, arr.shape, dst.strides)
         del dst
-    except BaseException:
-        entry.unhold()
-        segments.dispose_unreturned(config, ref, entry)
-        raise
-    entry.unhold()
     return Handle(_transport(ref), arr.nbytes, payload, length)
 
 

@@ -78,16 +78,11 @@ def encode_arrow(value: Any, kind: str, config: StoreConfig, stage: str) -> Hand
     if size < config.inline_max:
         return None
     entry, ref, _fresh = segments.create(config, size, stage)
-    try:
+    with segments.filling(config, ref, entry):
         target = pa.py_buffer(entry.mm)
         with pa.FixedSizeBufferWriter(target) as out:
             _write(out, data)
         del target
-    except BaseException:
-        entry.unhold()
-        segments.dispose_unreturned(config, ref, entry)
-        raise
-    entry.unhold()
     extra = value.name if kind == "series" else None
     transport = "arrow" if ref.where == "shm" else "arrow+file"
     return Handle(transport, size, ArrowPayload(ref, size, kind, extra), data.num_rows)

@@ -133,13 +133,8 @@ class _TreePickler(pickle.Pickler):
 
 def _encode_blob(data: bytes, config: StoreConfig, stage: str) -> BlobPayload:
     entry, ref, _fresh = segments.create(config, len(data), stage)
-    try:
+    with segments.filling(config, ref, entry):
         entry.mm[: len(data)] = data
-    except BaseException:
-        entry.unhold()
-        segments.dispose_unreturned(config, ref, entry)
-        raise
-    entry.unhold()
     return BlobPayload(ref, len(data))
 
 

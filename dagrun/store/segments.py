@@ -31,6 +31,7 @@ file was unlinked (``st_nlink == 0``) on every segment operation.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import mmap
@@ -39,6 +40,7 @@ import secrets
 import stat
 import weakref
 from collections import OrderedDict
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -104,6 +106,10 @@ class Mapping:
             self.mm.close()
         except (BufferError, ValueError):
             pass  # user views keep the mapping; it goes when they do
+        self.close_fd()
+
+    def close_fd(self) -> None:
+        """Close the descriptor once (closing it drops this process's lock)."""
         if self.fd >= 0:
             try:
                 os.close(self.fd)
@@ -121,12 +127,7 @@ def _after_fork() -> None:
     # forget them without unlocking; ``Mapping.unhold`` checks the pid too.
     for entry in _cache.values():
         entry.dead = True
-        if entry.fd >= 0:
-            try:
-                os.close(entry.fd)
-            except OSError:
-                pass
-            entry.fd = -1
+        entry.close_fd()
     _cache.clear()
 
 
@@ -403,6 +404,18 @@ def remove(path: str) -> bool:
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def filling(config: StoreConfig, ref: SegmentRef, entry: Mapping) -> Iterator[Mapping]:
+    """Hold a fresh segment while a value is written into it; free it if writing fails."""
+    try:
+        yield entry
+    except BaseException:
+        entry.unhold()
+        dispose_unreturned(config, ref, entry)
+        raise
+    entry.unhold()
 
 
 def dispose_unreturned(config: StoreConfig, ref: SegmentRef, entry: Mapping) -> None:
