@@ -119,6 +119,7 @@ def run(
     if log_format not in ("console", "json", "none"):
         msg = f"unknown log format {log_format!r}; choose console or json"
         raise UsageError(msg)
+    hold_min_from_env()  # a bad setting is a usage error before anything runs
     import multiprocessing as mp
 
     method = start_method or mp.get_start_method(allow_none=False)
@@ -175,7 +176,10 @@ class _Run:
             self.run_id, self.run_dir / "events.jsonl", log_format=log_format, console=console
         )
         self.config = store.StoreConfig.for_run(
-            self.run_id, self.state_dir, shm_dir=os.environ.get("DAGRUN_SHM_DIR", "/dev/shm")
+            self.run_id,
+            self.state_dir,
+            shm_dir=os.environ.get("DAGRUN_SHM_DIR", "/dev/shm"),
+            hold_min=hold_min_from_env(),
         )
         self.store = store.Store(self.config)
         keep = set(graph.targets)
@@ -300,8 +304,12 @@ class _Run:
             inputs = {p: self.outputs[u] for p, u in node.inputs.items()}
             timeout = node.stage.options.timeout or self.timeout
             if node.map_input is None:
-                self.queue.append(TaskSpec(TaskKey(name), 1, inputs, node.params, now,
-                                           timeout=timeout, resources=node.resources))
+                spec = TaskSpec(TaskKey(name), 1, inputs, node.params, now, timeout=timeout,
+                                resources=node.resources, keep=self._may_keep(name))
+                if any(_held(output) for output in inputs.values()):
+                    self.queue.appendleft(spec)  # first, while the worker holding it is idle
+                else:
+                    self.queue.append(spec)
                 continue
             length = inputs[node.map_input].length
             if length is None:
@@ -326,6 +334,27 @@ class _Run:
                 self.queue.append(TaskSpec(TaskKey(name, index), 1, inputs, node.params, now,
                                            node.map_input, items, timeout, node.resources,
                                            node.stage.options.concat))
+
+    def _may_keep(self, name: str) -> bool:
+        """Whether the result of ``name`` may stay in its worker (see ``store.held``).
+
+        Only for a result with exactly one consumer, reading it through one
+        parameter, that can start as soon as this result exists (its other
+        inputs are done, it is not mapped, so the worker that made the value
+        is free to run it) and has no retries (a held value lives in one
+        process); never for a requested output or with recycled workers.
+        """
+        if self.executor_name != "local" or self.max_tasks or name in self.scheduler.keep:
+            return False
+        users = self.scheduler.consumers_of.get(name, [])
+        if len(users) != 1:
+            return False
+        node = self.graph.nodes[users[0]]
+        if node.map_input is not None or node.stage.options.retries:
+            return False
+        if list(node.inputs.values()).count(name) != 1:
+            return False
+        return all(u == name or u in self.scheduler.done for u in node.inputs.values())
 
     # -- outcomes --------------------------------------------------------
     def _on_outcome(self, outcome: TaskOutcome) -> None:
@@ -409,7 +438,8 @@ class _Run:
             items = (key.batch * size, min(length, (key.batch + 1) * size))
         return TaskSpec(key, outcome.attempt + 1, inputs, node.params, time.time(),
                         node.map_input, items, node.stage.options.timeout or self.timeout,
-                        node.resources, node.stage.options.concat)
+                        node.resources, node.stage.options.concat,
+                        keep=items is None and self._may_keep(key.stage))
 
     def _failed(self, key: TaskKey, attempt: int, info: ErrorInfo, *, logged: bool = False) -> None:
         if not logged:
@@ -541,6 +571,24 @@ class _Run:
             else:
                 values[name] = parts[0]
         return values, closers
+
+
+def hold_min_from_env() -> int:
+    """``$DAGRUN_HOLD_MIN``: bytes from which a result may stay in its worker (``off``: never)."""
+    text = os.environ.get("DAGRUN_HOLD_MIN", "").strip().lower()
+    if not text:
+        return store.HOLD_MIN
+    if text in ("off", "never", "-1"):
+        return -1
+    try:
+        return max(0, int(text))
+    except ValueError:
+        msg = f"DAGRUN_HOLD_MIN must be a number of bytes or 'off', got {text!r}"
+        raise UsageError(msg) from None
+
+
+def _held(output: Output) -> bool:
+    return isinstance(output, store.Handle) and output.transport == store.HELD
 
 
 def auto_batch_size(length: int, workers: int) -> int:

@@ -61,6 +61,7 @@ class TaskSpec:
     timeout: float | None = None
     resources: dict[str, str] = field(default_factory=dict)  # parameter -> @worker_init name
     concat: bool = False  # a batch of a stage whose results are joined into one array/table
+    keep: bool = False  # a large result may stay in the worker for its one consumer
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@
               ▲
               └── process sentinels: a worker that dies is noticed at once
 
+A task whose input was kept in a worker (a large result with one consumer,
+see ``store.held``) goes to that worker, whatever it is doing.
+
 Each worker has its own pipe and runs one task at a time, so the executor
 always knows which task a dead worker was running. Behind a task whose
 function is known to be short (a few ms), one more task may be queued in
@@ -48,7 +51,7 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from ..pipeline import ModuleSource
-from ..store import StoreConfig
+from ..store import HELD, Handle, StoreConfig
 from . import oom
 from .base import ErrorInfo, TaskMetrics, TaskOutcome, TaskSpec
 
@@ -160,7 +163,15 @@ class LocalExecutor:
         Returns the worker's pid when the task starts at once, None when it is
         queued (``started`` reports it later).
         """
-        if self._idle:
+        holder = held_by(spec)
+        if holder is not None:
+            worker = self._worker(holder)
+            if worker is None:
+                self._lost_input(spec, holder)
+                return os.getpid()
+            if worker in self._idle:
+                self._idle.remove(worker)
+        elif self._idle:
             worker = self._idle.pop()
         elif len(self._busy) < self.workers:
             worker = self._start_worker()
@@ -179,6 +190,22 @@ class LocalExecutor:
         except (OSError, EOFError):
             pass  # the worker is dead: its sentinel reports it in wait()
         return worker.pid if starts_now else None
+
+    def _worker(self, pid: int) -> _Worker | None:
+        """The live worker with this pid, idle or busy."""
+        for worker in (*self._idle, *self._busy.values()):
+            if worker.pid == pid:
+                return worker
+        return None
+
+    def _lost_input(self, spec: TaskSpec, pid: int) -> None:
+        message = (
+            f"its input was kept in worker process {pid}, which has exited; run again, or "
+            f"set DAGRUN_HOLD_MIN=off so large results always go to shared memory"
+        )
+        info = ErrorInfo("crashed", "WorkerCrashed", message)
+        self._outcomes.append(TaskOutcome(spec.key, spec.attempt, None, info,
+                                          TaskMetrics(os.getpid())))
 
     def _begin(self, worker: _Worker) -> None:
         spec = worker.queue[0]
@@ -383,6 +410,14 @@ class LocalExecutor:
             pid = self._place(waiting, ForkingPickler.dumps(waiting))
             if pid is not None:
                 self._started.append((waiting, pid))
+
+
+def held_by(spec: TaskSpec) -> int | None:
+    """The pid of the worker keeping one of ``spec``'s inputs (see ``store.held``), if any."""
+    for output in spec.inputs.values():
+        if isinstance(output, Handle) and output.transport == HELD:
+            return output.payload.pid
+    return None
 
 
 def describe_exit(

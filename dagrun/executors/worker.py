@@ -63,14 +63,17 @@ def execute(
             input_bytes += output.nbytes
         for pname, rname in spec.resources.items():
             kwargs[pname] = _resource(resources, rname)
-        with store.active(config, stage):
+        with store.active(config, stage, keep=spec.keep):
             if spec.items is None:
                 value = func(**kwargs)
             else:
                 value = _run_batch(func, kwargs, spec)
                 items = spec.items[1] - spec.items[0]
         try:
-            handle = store.encode(value, config, stage)
+            if spec.keep and store.holdable(value, config):
+                handle = store.hold(value)
+            else:
+                handle = store.encode(value, config, stage)
             if spec.concat and spec.items is not None:
                 # Consumers see the joined rows, so a later map splits by rows.
                 handle = dataclasses.replace(handle, length=sum(map(_rows, value)))

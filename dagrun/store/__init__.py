@@ -10,6 +10,8 @@ Interface used by the rest of dagrun:
         .release(handle)   free one value once its last consumer has finished
         .close()           free everything of the run, leftovers of crashed workers too
         .fallback_notice(handle) -> str | None   say once that values spill to disk
+    hold(value) -> Handle      worker side: keep a large result here for its one consumer
+    holdable(value, config)    whether ``hold`` applies to a value
     active(config, stage)  context manager: lets ``empty``/``zeros`` allocate in the store
     empty / zeros          allocate an output array directly in shared memory
     clean_orphans(state_dir) -> list[str]   remove segments of drivers that are gone
@@ -26,7 +28,8 @@ Data flow (one value, producer worker -> consumer worker, driver owns lifetimes)
 Modules: ``config`` (values, names), ``segments`` (files, mappings, locks,
 the free pool), ``arrays`` (numpy, ``empty``), ``arrow`` (IPC files,
 pandas/polars), ``codec`` (choosing a transport, containers), ``lifecycle``
-(``Store``, ``clean_orphans``), ``bench`` (handoff timing helper).
+(``Store``, ``clean_orphans``), ``held`` (results kept in their worker),
+``bench`` (handoff timing helper).
 
 Contract for callers: a decoded value is valid until ``Decoded.close()``;
 drop your own references to it before (or soon after) that call, so the
@@ -39,12 +42,16 @@ from __future__ import annotations
 
 from .arrays import active, empty, zeros
 from .codec import decode, encode
-from .config import Decoded, Handle, StoreConfig
+from .config import HOLD_MIN, Decoded, Handle, StoreConfig
 from .errors import SegmentExistsError, SegmentMissingError, StoreError, StoreFull
+from .held import TRANSPORT as HELD
+from .held import hold, holdable
 from .lifecycle import Store, clean_orphans
 from .segments import fallback_reason
 
 __all__ = [
+    "HELD",
+    "HOLD_MIN",
     "Decoded",
     "Handle",
     "SegmentExistsError",
@@ -59,5 +66,7 @@ __all__ = [
     "empty",
     "encode",
     "fallback_reason",
+    "hold",
+    "holdable",
     "zeros",
 ]

@@ -32,7 +32,7 @@ from .config import ArrayPayload, Handle, SegmentRef, StoreConfig
 PARALLEL_MIN = 16 << 20  # below this a single memcpy is as fast as threads
 CHUNK_MIN = 8 << 20
 
-_active: list[tuple[StoreConfig, str]] = []
+_active: list[tuple[StoreConfig, str, bool]] = []
 _pool: ThreadPoolExecutor | None = None
 
 
@@ -145,9 +145,14 @@ def decode_array(payload: ArrayPayload, config: StoreConfig, stage: str) -> np.n
 
 
 @contextlib.contextmanager
-def active(config: StoreConfig, stage: str) -> Iterator[None]:
-    """Make ``empty``/``zeros`` allocate in this run's store while a stage runs."""
-    _active.append((config, stage))
+def active(config: StoreConfig, stage: str, *, keep: bool = False) -> Iterator[None]:
+    """Make ``empty``/``zeros`` allocate in this run's store while a stage runs.
+
+    With ``keep`` the stage's result may stay in this process (see ``held``):
+    arrays of at least ``config.hold_min`` bytes are then ordinary process
+    memory, which is cheaper to fault in than fresh shared pages.
+    """
+    _active.append((config, stage, keep))
     try:
         yield
     finally:
@@ -157,11 +162,13 @@ def active(config: StoreConfig, stage: str) -> Iterator[None]:
 def _allocate(shape: Any, dtype: Any, order: str, zero: bool) -> np.ndarray | None:
     if not _active:
         return None
-    config, stage = _active[-1]
+    config, stage, keep = _active[-1]
     dt = np.dtype(dtype)
     dims = (shape,) if isinstance(shape, int | np.integer) else tuple(shape)
     nbytes = math.prod(int(d) for d in dims) * dt.itemsize
     if dt.hasobject or nbytes < config.inline_max:
+        return None
+    if keep and 0 <= config.hold_min <= nbytes:
         return None
     entry, ref, fresh = segments.create(config, nbytes, stage)
     try:
@@ -189,8 +196,9 @@ def _allocation_died(key: int) -> None:
 def empty(shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
     """An uninitialised array that a stage can return without a copy.
 
-    Inside a running stage it lives in the run's shared memory; elsewhere
-    (or when small) it is a plain ``numpy.empty``.
+    Inside a running stage it lives in the run's shared memory; elsewhere,
+    when small, or when the stage's result will stay in its worker for its
+    only consumer, it is a plain ``numpy.empty``.
     """
     made = _allocate(shape, dtype, order, zero=False)
     return np.empty(shape, dtype=dtype, order=order) if made is None else made

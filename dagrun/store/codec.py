@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from . import arrays, arrow, segments
+from . import arrays, arrow, held, segments
 from .config import (
     ArrayPayload,
     ArrowPayload,
@@ -31,6 +31,7 @@ from .config import (
     StoreConfig,
     TreePayload,
 )
+from .held import HeldPayload
 
 _ORDER = ("shm", "arrow", "file", "pickle")
 
@@ -207,6 +208,8 @@ def _decode_value(handle: Handle, config: StoreConfig, stage: str) -> Any:
         return arrow.decode_arrow(payload, config, stage)
     if isinstance(payload, BlobPayload):
         return _ReadOnlyUnpickler(io.BytesIO(_read_blob(payload, config, stage))).load()
+    if isinstance(payload, HeldPayload):
+        return held.take(payload, stage)
     if isinstance(payload, TreePayload):
         data = payload.skeleton
         if isinstance(data, BlobPayload):

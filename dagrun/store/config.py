@@ -22,6 +22,9 @@ import numpy as np
 INLINE_MAX = 64 * 1024
 """Values (or array members) smaller than this travel pickled inside the handle."""
 
+HOLD_MIN = 256 << 20
+"""Results at least this large may stay in their worker for a consumer that runs there."""
+
 
 def process_start(pid: int) -> int | None:
     """The start time of process ``pid`` in clock ticks since boot, or None if gone."""
@@ -42,7 +45,9 @@ class StoreConfig:
     ``prefix`` starts every segment and spill file of the run; ``shm_dir`` is
     normally ``/dev/shm`` (tests point it elsewhere); ``spill_dir`` receives
     memory-mapped files when ``shm_dir`` is missing or full; ``pool_bytes``
-    bounds the free segments kept for reuse (0 disables recycling).
+    bounds the free segments kept for reuse (0 disables recycling);
+    ``hold_min`` is the size from which a result with a single consumer may
+    stay in its worker (negative: never).
     """
 
     run_id: str
@@ -53,6 +58,7 @@ class StoreConfig:
     owner_pid: int = 0
     inline_max: int = INLINE_MAX
     pool_bytes: int = -1  # -1: a quarter of shm_dir's size
+    hold_min: int = HOLD_MIN
 
     def __post_init__(self) -> None:
         if not self.owner_pid:

@@ -465,6 +465,25 @@ class DagrunEmpty(Dagrun):
     in_place = True
 
 
+class DagrunShm(Dagrun):
+    """dagrun with every large result in shared memory (``DAGRUN_HOLD_MIN=off``).
+
+    The default keeps a large result with a single consumer in its worker;
+    this variant measures the cross-process path that fan-out takes.
+    """
+
+    name = "dagrun-shm"
+
+    def __enter__(self) -> Dagrun:
+        os.environ["DAGRUN_HOLD_MIN"] = "off"  # this child process runs one measurement
+        return super().__enter__()
+
+    def unsupported(self, dag: Dag, kind: str) -> str | None:
+        if kind not in ("handoff", "memory"):
+            return "shared-memory variant of the array workloads only"
+        return None
+
+
 def run_options(run: Callable[..., Any]) -> dict[str, Any]:
     """Extra keyword arguments for ``dagrun.run``: turn the cache off where it can be."""
     import inspect
@@ -491,6 +510,7 @@ PEERS: dict[str, type[Peer]] = {
         Floor,
         Dagrun,
         DagrunEmpty,
+        DagrunShm,
         SeedPool,
         Executor,
         NaiveShm,

@@ -178,15 +178,17 @@ def goals(scores: dict) -> list[dict[str, Any]]:
     else:
         add("parallel efficiency ≥ 0.95", None, "not measured")
 
-    size = _largest(scores, "handoff", "", (DAGRUN, "ray"))
-    d = _get(scores, "handoff", size, DAGRUN) if size else None
-    ray = _get(scores, "handoff", size, "ray") if size else None
-    at = f"at {size}" if size else ""
-    if d and ray:
-        add("handoff of a returned array: overhead ≤ Ray's", d.median <= ray.median,
-            f"{at}: dagrun {d.median * 1e3:.0f} ms, Ray {ray.median * 1e3:.0f} ms")
-    else:
-        add("handoff of a returned array: overhead ≤ Ray's", None, f"{at}: not measured")
+    for peer in (DAGRUN, "dagrun-shm"):
+        size = _largest(scores, "handoff", "", (peer, "ray"))
+        d = _get(scores, "handoff", size, peer) if size else None
+        ray = _get(scores, "handoff", size, "ray") if size else None
+        at = f"at {size}" if size else ""
+        goal = f"handoff of a returned array ({peer}): overhead ≤ Ray's"
+        if d and ray:
+            add(goal, d.median <= ray.median,
+                f"{at}: {peer} {d.median * 1e3:.0f} ms, Ray {ray.median * 1e3:.0f} ms")
+        else:
+            add(goal, None, f"{at}: not measured")
     size = _largest(scores, "handoff", "", (DAGRUN, "pool"))
     d = _get(scores, "handoff", size, DAGRUN) if size else None
     pool = _get(scores, "handoff", size, "pool") if size else None
@@ -207,7 +209,7 @@ def goals(scores: dict) -> list[dict[str, Any]]:
     else:
         add("handoff with dagrun.empty: overhead < 10 ms", None, f"{at}: not measured")
 
-    for peer in (DAGRUN, "dagrun-empty"):
+    for peer in (DAGRUN, "dagrun-empty", "dagrun-shm"):
         mem = _largest(scores, "memory", "", (peer, "dask-cluster"))
         m = _get(scores, "memory", mem, peer) if mem else None
         goal = f"memory chain ({peer}): peak ≤ 1.1× two-array floor"

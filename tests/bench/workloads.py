@@ -39,9 +39,9 @@ DAG_PEERS = (
     "ray",
     "joblib",
 )
-ARRAY_PEERS = ("floor", "dagrun", "dagrun-empty", "pool", "ppe", "shm", "joblib",
+ARRAY_PEERS = ("floor", "dagrun", "dagrun-empty", "dagrun-shm", "pool", "ppe", "shm", "joblib",
                "dask-processes", "dask-cluster", "ray")
-MEMORY_PEERS = ("floor", "dagrun", "dagrun-empty", "pool", "joblib", "dask-processes",
+MEMORY_PEERS = ("floor", "dagrun", "dagrun-empty", "dagrun-shm", "pool", "joblib", "dask-processes",
                 "dask-cluster", "ray")
 STARTUP_HELP_PEERS = ("floor", "typer", "dagrun")
 STARTUP_HELLO_PEERS = ("floor", "dagrun", "dagrun-api", "pool", "pool-forkserver", "ppe",
