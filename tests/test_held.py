@@ -118,3 +118,38 @@ def test_a_bad_threshold_is_a_usage_error(monkeypatch, state_dir):
     monkeypatch.setenv("DAGRUN_HOLD_MIN", "lots")
     with pytest.raises(UsageError, match="DAGRUN_HOLD_MIN"):
         run(["summary"], state_dir=state_dir)
+
+
+def test_a_consumer_goes_to_the_idle_worker_that_wrote_its_input(state_dir):
+    # ``late`` finishes last, so its worker is the one that went idle last;
+    # ``joined`` still goes to the worker that wrote ``made`` (8 MiB, mapped there).
+    with run(["joined"], state_dir=state_dir) as result:
+        n = 1 << 20
+        assert result["joined"] == {"sum": n * (n - 1) / 2 + 1.0, "unlocked": False}
+        done = finished(result)
+    assert done["made"]["transport"] == "shm"
+    assert done["made"]["worker_pid"] != done["late"]["worker_pid"]
+    assert done["joined"]["worker_pid"] == done["made"]["worker_pid"]
+
+
+def test_a_reader_in_the_writing_process_shares_the_writers_mapping(tmp_path):
+    import numpy as np
+
+    from dagrun import store
+
+    config = store.StoreConfig.for_run("reuse", tmp_path)
+    owner = store.Store(config)
+    try:
+        data = np.arange(1 << 18, dtype=np.float64)
+        handle = store.encode(data, config, "writer")
+        first = store.decode(handle, config, "reader")
+        second = store.decode(handle, config, "reader")
+        assert np.array_equal(first.value, data)
+        assert np.shares_memory(first.value, second.value)
+        assert not first.value.flags.writeable
+        with pytest.raises(ValueError):
+            first.value.flags.writeable = True
+        first.close()
+        second.close()
+    finally:
+        owner.close()

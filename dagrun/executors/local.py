@@ -7,7 +7,9 @@
               └── process sentinels: a worker that dies is noticed at once
 
 A task whose input was kept in a worker (a large result with one consumer,
-see ``store.held``) goes to that worker, whatever it is doing.
+see ``store.held``) goes to that worker, whatever it is doing; any other
+task goes to the idle worker that wrote most of its large inputs, which
+still has them mapped.
 
 Each worker has its own pipe and runs one task at a time, so the executor
 always knows which task a dead worker was running. Behind a task whose
@@ -52,8 +54,9 @@ from typing import Any
 
 from ..pipeline import ModuleSource
 from ..store import HELD, Handle, StoreConfig
+from ..store.config import segment_refs
 from . import oom
-from .base import ErrorInfo, TaskMetrics, TaskOutcome, TaskSpec
+from .base import ErrorInfo, TaskMetrics, TaskOutcome, TaskSpec, output_handles
 
 _TERM_GRACE_S = 1.0
 _PR_SET_PDEATHSIG = 1
@@ -61,6 +64,7 @@ _SAMPLE_EVERY_S = 0.5  # peak-memory samples of workers we cannot wait4 (forkser
 _STARTUP_GRACE_S = 30.0
 _PREFETCH = 2  # tasks a worker may hold: the running one and one queued behind it
 _SHORT_TASK_S = 0.005  # only tasks typically shorter than this get one queued behind them
+_NEAR_MIN = 1 << 20  # results from this size on pull their consumers to the worker that wrote them
 _READY = b"ready"  # a worker's first message: imports done, the timeout clock may start
 
 
@@ -130,6 +134,7 @@ class LocalExecutor:
         self._started: list[tuple[TaskSpec, int]] = []
         self._funcs = funcs
         self._typical: dict[Any, float] = {}  # function -> typical wall time of its tasks
+        self._writer: dict[str, int] = {}  # large segment -> pid of the worker that wrote it
 
     # -- protocol --------------------------------------------------------
     def free_slots(self) -> int:
@@ -172,7 +177,7 @@ class LocalExecutor:
             if worker in self._idle:
                 self._idle.remove(worker)
         elif self._idle:
-            worker = self._idle.pop()
+            worker = self._idle.pop(self._nearest_idle(spec))
         elif len(self._busy) < self.workers:
             worker = self._start_worker()
         else:
@@ -190,6 +195,28 @@ class LocalExecutor:
         except (OSError, EOFError):
             pass  # the worker is dead: its sentinel reports it in wait()
         return worker.pid if starts_now else None
+
+    def _nearest_idle(self, spec: TaskSpec) -> int:
+        """Index in ``_idle`` of the worker that wrote most of ``spec``'s input bytes.
+
+        That worker still has those segments mapped: it reads them without
+        faulting a page in. Ties (and tasks without large inputs) take the
+        worker that went idle last.
+        """
+        best, best_bytes = len(self._idle) - 1, 0
+        if len(self._idle) < 2 or not spec.inputs or not self._writer:
+            return best
+        made: dict[int, int] = {}
+        for output in spec.inputs.values():
+            for handle in output_handles(output):
+                for ref in segment_refs(handle):
+                    pid = self._writer.get(ref.name)
+                    if pid is not None:
+                        made[pid] = made.get(pid, 0) + ref.size
+        for index, worker in enumerate(self._idle):
+            if made.get(worker.pid, 0) > best_bytes:
+                best, best_bytes = index, made[worker.pid]
+        return best
 
     def _worker(self, pid: int) -> _Worker | None:
         """The live worker with this pid, idle or busy."""
@@ -356,6 +383,9 @@ class LocalExecutor:
     def _finish(self, worker: _Worker, outcome: TaskOutcome) -> None:
         spec = worker.queue.popleft()
         self._outcomes.append(outcome)
+        if outcome.handle is not None and outcome.handle.nbytes >= _NEAR_MIN:
+            for ref in segment_refs(outcome.handle):
+                self._writer[ref.name] = worker.pid
         if outcome.error is None:
             func = self._funcs.get(spec.key.stage)
             wall = outcome.metrics.wall_s

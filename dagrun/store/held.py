@@ -61,6 +61,8 @@ def holdable(value: Any, config: StoreConfig) -> bool:
 def hold(value: Any) -> Handle:
     """Keep ``value`` in this process; the handle names it for ``take``."""
     token = secrets.token_hex(8)
+    if isinstance(value, np.ndarray):
+        value.flags.writeable = False  # the producer is done with it; views stay read-only
     _held[token] = value
     nbytes = int(value.nbytes)
     length = value.num_rows if hasattr(value, "num_rows") else (
@@ -78,11 +80,7 @@ def take(payload: HeldPayload, stage: str) -> Any:
             f"is process {os.getpid()}; the value is no longer available"
         )
         raise SegmentMissingError(msg)
-    if isinstance(value, np.ndarray):
-        view = value.view()
-        view.flags.writeable = False
-        return view
-    return value
+    return value.view() if isinstance(value, np.ndarray) else value
 
 
 def drop_all() -> None:

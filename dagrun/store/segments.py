@@ -4,7 +4,9 @@ No ``multiprocessing.shared_memory``: a segment is ``os.open(O_CREAT|O_EXCL,
 0o600)`` + ``posix_fallocate`` (so a full tmpfs is an ``ENOSPC`` error, never
 a SIGBUS) + ``mmap(MAP_SHARED|MAP_POPULATE)``; the spill fallback is the same
 code in another directory. Readers map ``PROT_READ``: the kernel, not a
-flag, keeps inputs read-only.
+flag, keeps inputs read-only; only in the process that wrote a segment does
+a reader reuse the writer's mapping, through a view numpy will not make
+writable again.
 
 Why recycling (the physics): on this kind of machine a fresh tmpfs page
 costs a page fault plus zeroing (0.4–2.8 GB/s) while a copy into pages
@@ -36,11 +38,13 @@ import errno
 import fcntl
 import mmap
 import os
+import pickle
 import secrets
 import stat
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -92,10 +96,18 @@ class Mapping:
             except OSError:
                 pass
 
-    def root(self) -> np.ndarray:
-        """A uint8 array over the whole mapping holding one lock until it dies."""
+    def root(self, *, read_only: bool = False) -> np.ndarray:
+        """A uint8 array over the whole mapping holding one lock until it dies.
+
+        ``read_only`` over a writable mapping goes through a read-only buffer
+        (a ``PickleBuffer``: numpy would see through a bare memoryview to the
+        writable mapping), so no view of it can be made writable again.
+        """
         self.hold()
-        root = np.ndarray((self.size,), np.uint8, buffer=self.mm)
+        buffer: Any = self.mm
+        if read_only and self.writable:
+            buffer = pickle.PickleBuffer(memoryview(self.mm).toreadonly())
+        root = np.ndarray((self.size,), np.uint8, buffer=buffer)
         weakref.finalize(root, self.unhold)
         return root
 
@@ -164,14 +176,23 @@ def purge(prefix: str) -> None:
 
 
 def _adopt(fd: int, st: os.stat_result, writable: bool, prefix: str) -> Mapping:
-    """The cached mapping of ``fd``'s inode (held), or a new one; ``fd`` is locked SH."""
+    """The cached mapping of ``fd``'s inode (held), or a new one; ``fd`` is locked SH.
+
+    A reader takes this process's writable mapping of the segment when there
+    is one (the producer's own, already faulted in: a consumer in the same
+    worker reads without mapping anything); ``open_read`` makes its view
+    read-only.
+    """
     key = (writable, st.st_dev, st.st_ino)
-    entry = _cache.get(key)
-    if entry is not None and not entry.dead and entry.size == st.st_size and entry.fd >= 0:
+    for candidate in (key,) if writable else ((True, st.st_dev, st.st_ino), key):
+        entry = _cache.get(candidate)
+        if entry is None or entry.dead or entry.size != st.st_size or entry.fd < 0:
+            continue
         entry.hold()
         os.close(fd)  # the entry's own lock now covers the segment
-        _cache.move_to_end(key)
+        _cache.move_to_end(candidate)
         return entry
+    entry = _cache.get(key)
     if entry is not None:
         _evict(entry)
     try:
@@ -342,7 +363,7 @@ def open_read(config: StoreConfig, ref: SegmentRef, stage: str) -> np.ndarray:
         raise
     entry = _adopt(fd, st, False, config.prefix)
     try:
-        return entry.root()
+        return entry.root(read_only=True)
     finally:
         entry.unhold()  # ``root`` took its own hold
 

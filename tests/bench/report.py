@@ -425,7 +425,11 @@ def markdown(scores: dict, gs: list[dict[str, Any]], meta: dict[str, Any]) -> st
         "record is in [`tests/bench/results.json`](tests/bench/results.json); "
         "`make bench` reruns it (`BENCH_ARGS=--quick` for the reduced set).",
         "",
-        "Peers: `floor` is the same work in one process; `pool` is `multiprocessing.Pool` "
+        "Peers: `floor` is the same work in one process; `dagrun` as shipped (a large "
+        "result whose only consumer can start at once stays in its worker), `dagrun-empty` "
+        "with producers writing into `dagrun.empty`, `dagrun-shm` with `DAGRUN_HOLD_MIN=off` "
+        "(every value through shared memory, consumers in other processes); "
+        "`pool` is `multiprocessing.Pool` "
         "as the seed guide writes it (`apply_async`, values pickled), `ppe` "
         "`concurrent.futures.ProcessPoolExecutor` — both driven by a ready queue for DAGs; "
         "`shm` a hand-written `shared_memory` handoff; `dask-processes` Dask's processes "
@@ -439,9 +443,10 @@ def markdown(scores: dict, gs: list[dict[str, Any]], meta: dict[str, Any]) -> st
         goals_table(gs),
     ]
     captions = {
-        "handoff": "Handoff of a float64 array from a producer to a consumer in another "
-        "process: overhead over the in-process floor (ms: median end to end minus the "
-        "floor's median), (end-to-end time ÷ dagrun's).",
+        "handoff": "Handoff of a float64 array from a producer to its consumer (in another "
+        "process, except where a peer keeps it in the producer's worker): overhead over the "
+        "in-process floor (ms: median end to end minus the floor's median), (end-to-end "
+        "time ÷ dagrun's).",
         "overhead": "No-op tasks: µs per task, (÷ dagrun's: below 1× the peer is cheaper).",
         "parallel": "8 CPU-bound tasks of ~0.5 s and a reduce: wall s (efficiency on the "
         "machine's cores).",

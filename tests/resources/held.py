@@ -91,3 +91,19 @@ def rows() -> np.ndarray:
 @stage(map="rows")
 def row_sums(rows: np.ndarray) -> float:
     return float(rows.sum())
+
+
+@stage
+def late() -> float:
+    time.sleep(0.3)
+    return 1.0
+
+
+@stage
+def joined(made: np.ndarray, late: float) -> dict:
+    try:
+        made.flags.writeable = True
+        unlocked = True
+    except ValueError:
+        unlocked = False
+    return {"sum": float(made.sum()) + late, "unlocked": unlocked}
