@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import pickle
 import time
 from pathlib import Path
 
@@ -26,6 +27,15 @@ def row_sums(grid: np.ndarray, slow_first: bool = False) -> float:
     return float(grid.sum())
 
 
+def _mapped(base: object) -> bool:
+    """Whether ``base`` is a mapping, or a read-only buffer over one (in the writing process)."""
+    if isinstance(base, pickle.PickleBuffer):
+        base = base.raw()
+    while isinstance(base, memoryview):
+        base = base.obj
+    return isinstance(base, mmap.mmap)
+
+
 @stage(map="grid", batch_size=4)
 def views(grid: np.ndarray) -> dict:
     """How the element arrived: a read-only view into the mapping of the whole input."""
@@ -37,7 +47,7 @@ def views(grid: np.ndarray) -> dict:
     return {
         "row": int(grid[0] // grid.shape[0]),
         "shares_memory": bool(np.shares_memory(grid, root)),
-        "mapped": isinstance(root.base, mmap.mmap),
+        "mapped": _mapped(root.base),
         "root_bytes": root.nbytes,
         "offset": address - start,
         "writeable": bool(grid.flags.writeable),
