@@ -44,6 +44,8 @@ from .executors.base import (
     ErrorInfo,
     Executor,
     Output,
+    Pending,
+    Started,
     TaskOutcome,
     TaskSpec,
     output_handles,
@@ -192,6 +194,7 @@ class _Run:
         self.outputs: dict[str, Output] = {}
         self.batches: dict[str, list[Any]] = {}
         self.queue: deque[TaskSpec] = deque()
+        self.chained: dict[str, TaskSpec] = {}  # stage -> its task queued behind its input's
         self.delayed: list[tuple[float, int, TaskSpec]] = []
         self.sequence = itertools.count()
         self.errors: dict[str, ErrorInfo] = {}
@@ -272,10 +275,11 @@ class _Run:
             if self.delayed:
                 timeout = max(0.0, self.delayed[0][0] - time.monotonic())
             self.events.flush()
-            for outcome in self.exe.wait(timeout, self.guard.wake_fd):
-                self._on_outcome(outcome)
-            for spec, pid in self.exe.started():
-                self._emit_started(spec, pid)
+            for event in self.exe.wait(timeout, self.guard.wake_fd):
+                if isinstance(event, Started):
+                    self._on_started(event.spec, event.pid)
+                else:
+                    self._on_outcome(event)
             self.guard.check()
             self._release_due_retries()
 
@@ -284,10 +288,15 @@ class _Run:
         while self.queue and self.exe.free_slots() > 0:
             spec = self.queue.popleft()
             pid = self.exe.submit(spec)
-            if pid is not None:  # else queued in a worker: reported by ``started`` later
-                self._emit_started(spec, pid)
+            if pid is not None:  # else queued in a worker: ``Started`` comes later
+                self._on_started(spec, pid)
 
-    def _emit_started(self, spec: TaskSpec, pid: int) -> None:
+    def _on_started(self, spec: TaskSpec, pid: int) -> None:
+        if spec.after is not None:  # chained: its stage became ready just now
+            while ready := self.scheduler.take_ready():
+                self._plan(ready)
+        if spec.key.stage not in self.scheduler.running:
+            return  # stopped meanwhile; its outcome, if any, is dropped
         self.events.emit(
             "task_started",
             stage=spec.key.stage,
@@ -295,11 +304,41 @@ class _Run:
             worker_pid=pid,
             **_batch_fields(spec.key),
         )
+        self._chain_after(spec)
+
+    def _chain_after(self, spec: TaskSpec) -> None:
+        """Queue the consumer that only this task holds back right behind it, in its worker.
+
+        The worker then starts it the moment this task ends, with the result
+        handed over inside the worker: a chain of stages runs without a
+        driver round trip between links. One consumer per task (the worker
+        runs one at a time); the others are planned when the result is in.
+        """
+        if spec.key.batch is not None or self.scheduler.stopped:
+            return
+        name = spec.key.stage
+        for user in self.scheduler.consumers_of.get(name, ()):
+            node = self.graph.nodes[user]
+            if self.scheduler.waiting.get(user) != {name} or node.map_input is not None:
+                continue
+            inputs = {
+                p: Pending(u) if u == name else self.outputs[u] for p, u in node.inputs.items()
+            }
+            follow = TaskSpec(
+                TaskKey(user), 1, inputs, node.params, time.time(),
+                timeout=node.stage.options.timeout or self.timeout, resources=node.resources,
+                keep=self._may_keep(user), after=spec.key,
+            )
+            if self.exe is not None and self.exe.chain(follow):
+                self.chained[user] = follow
+            return
 
     # -- planning --------------------------------------------------------
     def _plan(self, stages: list[str]) -> None:
         now = time.time()
         for name in stages:
+            if self.chained.pop(name, None) is not None:
+                continue  # already queued in the worker that made its input
             node = self.graph.nodes[name]
             inputs = {p: self.outputs[u] for p, u in node.inputs.items()}
             timeout = node.stage.options.timeout or self.timeout
@@ -396,6 +435,8 @@ class _Run:
 
     def _on_error(self, outcome: TaskOutcome, info: ErrorInfo) -> None:
         key = outcome.key
+        for user in [u for u, s in self.chained.items() if s.after == key]:
+            del self.chained[user]  # its worker skips it; planned again if this is retried
         options = self.graph.nodes[key.stage].stage.options
         retry = (
             outcome.attempt <= options.retries

@@ -1,6 +1,7 @@
 """What travels between the runner and an executor, and the ``Executor`` protocol.
 
     runner ──TaskSpec──▶ executor ──▶ worker: execute(spec) ──▶ TaskOutcome ──▶ runner
+                                  └──▶ Started (a task that was queued in a worker began)
 
 A ``TaskSpec`` names its inputs by ``Handle`` (never by content), a
 ``TaskOutcome`` carries the result's handle or an ``ErrorInfo``, and always
@@ -10,6 +11,7 @@ cluster — honours the same protocol, so one behaviour suite runs on each.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -39,6 +41,13 @@ class Batched:
         return "+".join(kinds) or "pickle"
 
 
+@dataclass(frozen=True)
+class Pending:
+    """An input that is the result of the task this one is chained behind (``after``)."""
+
+    stage: str
+
+
 Output = Handle | Batched
 
 
@@ -53,7 +62,7 @@ class TaskSpec:
 
     key: TaskKey
     attempt: int
-    inputs: dict[str, Output]
+    inputs: dict[str, Output | Pending]
     params: dict[str, Any]
     submitted_at: float
     map_input: str | None = None
@@ -62,6 +71,13 @@ class TaskSpec:
     resources: dict[str, str] = field(default_factory=dict)  # parameter -> @worker_init name
     concat: bool = False  # a batch of a stage whose results are joined into one array/table
     keep: bool = False  # a large result may stay in the worker for its one consumer
+    after: TaskKey | None = None  # chained: runs next in the worker running this task
+
+
+    def resolved(self, handle: Handle) -> TaskSpec:
+        """This chained task with its ``Pending`` input replaced by the result's handle."""
+        inputs = {p: handle if isinstance(o, Pending) else o for p, o in self.inputs.items()}
+        return dataclasses.replace(self, inputs=inputs, after=None)
 
 
 @dataclass(frozen=True)
@@ -107,6 +123,17 @@ class TaskOutcome:
         return self.error is None
 
 
+@dataclass(frozen=True)
+class Started:
+    """A task that began after being queued in a worker, and the worker's pid."""
+
+    spec: TaskSpec
+    pid: int
+
+
+Event = TaskOutcome | Started
+
+
 class Executor(Protocol):
     """Runs tasks somewhere and reports their outcomes; the runner's only view of workers."""
 
@@ -120,16 +147,24 @@ class Executor(Protocol):
     def submit(self, spec: TaskSpec) -> int | None:
         """Hand over a task; the pid of the process running it if it started at once.
 
-        None means it is queued in a worker; ``started`` reports it when it begins.
+        None means it is queued in a worker; ``wait`` reports it (``Started``) when it begins.
         """
         ...
 
-    def started(self) -> list[tuple[TaskSpec, int]]:
-        """Tasks that began since the last call (after being queued), with their pids."""
+    def chain(self, spec: TaskSpec) -> bool:
+        """Queue ``spec`` to run right after ``spec.after`` in the same worker, if possible.
+
+        Its ``Pending`` input is that task's result, handed over inside the
+        worker; if that task fails, ``spec`` does not run (and no outcome of
+        it is reported, or one the runner ignores).
+        """
         ...
 
-    def wait(self, timeout: float | None, wake: int | None = None) -> list[TaskOutcome]:
-        """Block until an outcome is available, ``timeout`` passes or ``wake`` is readable."""
+    def wait(self, timeout: float | None, wake: int | None = None) -> list[Event]:
+        """Block until something happened, ``timeout`` passes or ``wake`` is readable.
+
+        Returns outcomes and starts of queued tasks, in the order they happened.
+        """
         ...
 
     def shutdown(self, *, cancel: bool = False) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..resources import Resources
 from ..store import StoreConfig
-from .base import TaskOutcome, TaskSpec
+from .base import Event, TaskSpec
 from .worker import execute
 
 
@@ -36,7 +36,7 @@ class InlineExecutor:
         self._funcs = funcs
         self._config = config
         self._resources = Resources(resources or {})
-        self._outcomes: list[TaskOutcome] = []
+        self._outcomes: list[Event] = []
 
     def free_slots(self) -> int:
         return 0 if self._outcomes else 1
@@ -46,10 +46,10 @@ class InlineExecutor:
         self._outcomes.append(execute(spec, func, self._config, self._resources))
         return os.getpid()
 
-    def started(self) -> list[tuple[TaskSpec, int]]:
-        return []  # every task starts inside ``submit``
+    def chain(self, spec: TaskSpec) -> bool:
+        return False  # every task starts inside ``submit``: nothing is ever queued
 
-    def wait(self, timeout: float | None, wake: int | None = None) -> list[TaskOutcome]:
+    def wait(self, timeout: float | None, wake: int | None = None) -> list[Event]:
         outcomes, self._outcomes = self._outcomes, []
         if not outcomes and timeout:
             time.sleep(timeout)  # only a retry delay can leave the runner waiting here

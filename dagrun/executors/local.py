@@ -56,7 +56,15 @@ from ..pipeline import ModuleSource
 from ..store import HELD, Handle, StoreConfig
 from ..store.config import segment_refs
 from . import oom
-from .base import ErrorInfo, TaskMetrics, TaskOutcome, TaskSpec, output_handles
+from .base import (
+    ErrorInfo,
+    Event,
+    Started,
+    TaskMetrics,
+    TaskOutcome,
+    TaskSpec,
+    output_handles,
+)
 
 _TERM_GRACE_S = 1.0
 _PR_SET_PDEATHSIG = 1
@@ -66,6 +74,7 @@ _PREFETCH = 2  # tasks a worker may hold: the running one and one queued behind 
 _SHORT_TASK_S = 0.005  # only tasks typically shorter than this get one queued behind them
 _NEAR_MIN = 1 << 20  # results from this size on pull their consumers to the worker that wrote them
 _READY = b"ready"  # a worker's first message: imports done, the timeout clock may start
+_SKIPPED = b"skipped"  # a chained task whose predecessor failed was not run
 
 
 @dataclass(frozen=True)
@@ -130,8 +139,7 @@ class LocalExecutor:
         self._watched: dict[int, tuple[_Worker, bool] | None] = {}  # fd -> (worker, is sentinel)
         self._idle: list[_Worker] = []
         self._busy: dict[Connection, _Worker] = {}
-        self._outcomes: list[TaskOutcome] = []
-        self._started: list[tuple[TaskSpec, int]] = []
+        self._events: list[Event] = []  # outcomes and starts, in the order they happened
         self._funcs = funcs
         self._typical: dict[Any, float] = {}  # function -> typical wall time of its tasks
         self._writer: dict[str, int] = {}  # large segment -> pid of the worker that wrote it
@@ -142,10 +150,24 @@ class LocalExecutor:
         room = sum(_PREFETCH - len(w.queue) for w in self._busy.values() if self._can_queue(w))
         return len(self._idle) + unstarted + room
 
-    def started(self) -> list[tuple[TaskSpec, int]]:
-        """Prefetched tasks that began since the last call, with their worker's pid."""
-        started, self._started = self._started, []
-        return started
+    def chain(self, spec: TaskSpec) -> bool:
+        """Queue ``spec`` behind ``spec.after`` in its worker, when that task runs there alone."""
+        worker = next((w for w in self._busy.values() if w.spec is not None
+                       and w.spec.key == spec.after), None)
+        if worker is None or len(worker.queue) != 1:
+            return False
+        if self._max_tasks and worker.tasks_done + 2 > self._max_tasks:
+            return False
+        try:
+            payload = ForkingPickler.dumps(spec)
+        except Exception:  # noqa: BLE001 - submitted the ordinary way, which reports it
+            return False
+        worker.queue.append(spec)
+        try:
+            worker.conn.send_bytes(payload)
+        except (OSError, EOFError):
+            pass  # the worker is dead: its sentinel reports it in wait()
+        return True
 
     def submit(self, spec: TaskSpec) -> int | None:
         try:
@@ -156,7 +178,7 @@ class LocalExecutor:
             exc.add_note(f"the arguments of stage {spec.key.stage!r} could not be pickled "
                          f"for a worker process; pass parameters that pickle")
             info = error_info(exc, spec.key.stage)
-            self._outcomes.append(
+            self._events.append(
                 TaskOutcome(spec.key, spec.attempt, None, info, TaskMetrics(os.getpid()))
             )
             return os.getpid()
@@ -231,8 +253,8 @@ class LocalExecutor:
             f"set DAGRUN_HOLD_MIN=off so large results always go to shared memory"
         )
         info = ErrorInfo("crashed", "WorkerCrashed", message)
-        self._outcomes.append(TaskOutcome(spec.key, spec.attempt, None, info,
-                                          TaskMetrics(os.getpid())))
+        self._events.append(TaskOutcome(spec.key, spec.attempt, None, info,
+                                        TaskMetrics(os.getpid())))
 
     def _begin(self, worker: _Worker) -> None:
         spec = worker.queue[0]
@@ -256,11 +278,11 @@ class LocalExecutor:
                 return False
         return True
 
-    def wait(self, timeout: float | None, wake: int | None = None) -> list[TaskOutcome]:
-        if not self._outcomes:
+    def wait(self, timeout: float | None, wake: int | None = None) -> list[Event]:
+        if not self._events:
             self._wait(timeout, wake)
-        outcomes, self._outcomes = self._outcomes, []
-        return outcomes
+        events, self._events = self._events, []
+        return events
 
     def _wait(self, timeout: float | None, wake: int | None) -> None:
         if wake is not None and wake not in self._watched:
@@ -358,13 +380,15 @@ class LocalExecutor:
             worker.deadline = _deadline(spec)
             return
         try:
-            message = pickle.loads(data)
+            message = None if data == _SKIPPED else pickle.loads(data)
         except Exception as exc:  # noqa: BLE001 - an outcome that fails to unpickle
             message = ErrorInfo(
                 "raised", type(exc).__name__, f"the result could not be read: {exc}"
             )
         if isinstance(message, ErrorInfo):  # the worker could not even read the task
             message = TaskOutcome(spec.key, spec.attempt, None, message, TaskMetrics(worker.pid))
+        if data == _SKIPPED:  # chained behind a task that failed: it did not run
+            message = None
         self._finish(worker, message)
         worker.tasks_done += 1
         if worker.queue:
@@ -380,9 +404,24 @@ class LocalExecutor:
         else:
             self._idle.append(worker)
 
-    def _finish(self, worker: _Worker, outcome: TaskOutcome) -> None:
+    def _finish(self, worker: _Worker, outcome: TaskOutcome | None) -> None:
+        """The worker's current task ended (``None``: a chained task that did not run)."""
         spec = worker.queue.popleft()
-        self._outcomes.append(outcome)
+        if outcome is not None:
+            self._events.append(outcome)
+            self._learn(worker, spec, outcome)
+        if worker.queue:
+            self._begin(worker)
+            following = worker.queue[0]
+            if following.after is None or (outcome is not None and outcome.error is None):
+                self._events.append(Started(following, worker.pid))
+            # else its predecessor failed: the worker skips it (nothing to report)
+        else:
+            del self._busy[worker.conn]
+            worker.deadline = None
+
+    def _learn(self, worker: _Worker, spec: TaskSpec, outcome: TaskOutcome) -> None:
+        """Remember how long the stage's tasks take and where large results were written."""
         if outcome.handle is not None and outcome.handle.nbytes >= _NEAR_MIN:
             for ref in segment_refs(outcome.handle):
                 self._writer[ref.name] = worker.pid
@@ -391,12 +430,6 @@ class LocalExecutor:
             wall = outcome.metrics.wall_s
             known = self._typical.get(func)
             self._typical[func] = wall if known is None else 0.7 * known + 0.3 * wall
-        if worker.queue:
-            self._begin(worker)
-            self._started.append((worker.queue[0], worker.pid))
-        else:
-            del self._busy[worker.conn]
-            worker.deadline = None
 
     def _crashed(self, worker: _Worker) -> None:
         exitcode, peak = _reap(worker.process)
@@ -431,7 +464,9 @@ class LocalExecutor:
         spec = worker.spec
         assert spec is not None
         outcome = TaskOutcome(spec.key, spec.attempt, None, info, TaskMetrics(worker.pid))
-        queued = list(worker.queue)[1:]  # prefetched, never started: they go elsewhere
+        # Prefetched, never started: they go elsewhere; chained ones need this
+        # task's result, so the runner plans them again once it has one.
+        queued = [q for q in list(worker.queue)[1:] if q.after is None]
         worker.queue.clear()
         worker.queue.append(spec)
         self._finish(worker, outcome)
@@ -439,7 +474,7 @@ class LocalExecutor:
         for waiting in queued:
             pid = self._place(waiting, ForkingPickler.dumps(waiting))
             if pid is not None:
-                self._started.append((waiting, pid))
+                self._events.append(Started(waiting, pid))
 
 
 def held_by(spec: TaskSpec) -> int | None:
@@ -603,6 +638,7 @@ def _worker_main(conn: Connection, init: WorkerInit) -> None:
     funcs, resource_funcs = pickle.loads(init.funcs_blob)
     resources = Resources(resource_funcs)
     _reply(conn, _READY, pickled=False)
+    last: TaskOutcome | None = None  # the previous task's outcome, for a chained task
     try:
         while True:
             try:
@@ -614,10 +650,18 @@ def _worker_main(conn: Connection, init: WorkerInit) -> None:
             except Exception as exc:  # noqa: BLE001 - the driver knows which task this was
                 exc.add_note("while the worker unpickled the task's arguments")
                 _reply(conn, error_info(exc, "?"))
+                last = None
                 continue
             if spec is None:
                 return
+            if spec.after is not None:
+                if last is None or last.key != spec.after or last.handle is None:
+                    _reply(conn, _SKIPPED, pickled=False)
+                    last = None
+                    continue
+                spec = spec.resolved(last.handle)
             outcome = execute(spec, funcs[spec.key.stage], init.config, resources, in_worker=True)
+            last = outcome
             try:
                 payload = ForkingPickler.dumps(outcome)
             except Exception as exc:  # noqa: BLE001 - never leave the driver without an answer
@@ -625,6 +669,7 @@ def _worker_main(conn: Connection, init: WorkerInit) -> None:
                 payload = ForkingPickler.dumps(
                     TaskOutcome(spec.key, spec.attempt, None, info, outcome.metrics)
                 )
+                last = None
             conn.send_bytes(payload)
     finally:
         resources.close()
