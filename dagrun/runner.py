@@ -321,36 +321,47 @@ class _Run:
             node = self.graph.nodes[user]
             if self.scheduler.waiting.get(user) != {name} or node.map_input is not None:
                 continue
-            inputs = {
-                p: Pending(u) if u == name else self.outputs[u] for p, u in node.inputs.items()
-            }
-            follow = TaskSpec(
-                TaskKey(user), 1, inputs, node.params, time.time(),
-                timeout=node.stage.options.timeout or self.timeout, resources=node.resources,
-                keep=self._may_keep(user), after=spec.key,
-            )
+            follow = self._task(TaskKey(user), after=spec.key)
             if self.exe is not None and self.exe.chain(follow):
                 self.chained[user] = follow
             return
 
     # -- planning --------------------------------------------------------
+    def _task(
+        self, key: TaskKey, attempt: int = 1, *, size: int = 0, after: TaskKey | None = None
+    ) -> TaskSpec:
+        """The task ``key`` with its inputs as they are now (``after``'s result: pending).
+
+        ``size`` is the batch size of a mapped stage's batch.
+        """
+        node = self.graph.nodes[key.stage]
+        inputs: dict[str, Output | Pending] = {
+            p: Pending(u) if after is not None and u == after.stage else self.outputs[u]
+            for p, u in node.inputs.items()
+        }
+        timeout = node.stage.options.timeout or self.timeout
+        if key.batch is None:
+            return TaskSpec(key, attempt, inputs, node.params, time.time(), timeout=timeout,
+                            resources=node.resources, keep=self._may_keep(key.stage),
+                            after=after)
+        length = inputs[node.map_input].length  # type: ignore[index,union-attr]
+        items = (key.batch * size, min(length, (key.batch + 1) * size))
+        return TaskSpec(key, attempt, inputs, node.params, time.time(), node.map_input, items,
+                        timeout, node.resources, node.stage.options.concat)
+
     def _plan(self, stages: list[str]) -> None:
-        now = time.time()
         for name in stages:
             if self.chained.pop(name, None) is not None:
                 continue  # already queued in the worker that made its input
             node = self.graph.nodes[name]
-            inputs = {p: self.outputs[u] for p, u in node.inputs.items()}
-            timeout = node.stage.options.timeout or self.timeout
             if node.map_input is None:
-                spec = TaskSpec(TaskKey(name), 1, inputs, node.params, now, timeout=timeout,
-                                resources=node.resources, keep=self._may_keep(name))
-                if any(_held(output) for output in inputs.values()):
+                spec = self._task(TaskKey(name))
+                if any(_held(output) for output in spec.inputs.values()):
                     self.queue.appendleft(spec)  # first, while the worker holding it is idle
                 else:
                     self.queue.append(spec)
                 continue
-            length = inputs[node.map_input].length
+            length = self._mapped_input(name).length
             if length is None:
                 info = ErrorInfo(
                     "raised",
@@ -360,7 +371,7 @@ class _Run:
                 )
                 self._failed(TaskKey(name), 1, info)
                 continue
-            size = node.stage.options.batch_size or auto_batch_size(length, self.workers)
+            size = self._batch_size(name)
             count = math.ceil(length / size)
             if count == 0:
                 self.batches[name] = []
@@ -369,10 +380,18 @@ class _Run:
             self.scheduler.set_batches(name, count)
             self.batches[name] = [None] * count
             for index in range(count):
-                items = (index * size, min(length, (index + 1) * size))
-                self.queue.append(TaskSpec(TaskKey(name, index), 1, inputs, node.params, now,
-                                           node.map_input, items, timeout, node.resources,
-                                           node.stage.options.concat))
+                self.queue.append(self._task(TaskKey(name, index), size=size))
+
+    def _mapped_input(self, name: str) -> Output:
+        node = self.graph.nodes[name]
+        return self.outputs[node.inputs[node.map_input]]  # type: ignore[index]
+
+    def _batch_size(self, name: str) -> int:
+        """A mapped stage's batch size: its own, or about four batches per worker."""
+        length = self._mapped_input(name).length or 0
+        return self.graph.nodes[name].stage.options.batch_size or auto_batch_size(
+            length, self.workers
+        )
 
     def _may_keep(self, name: str) -> bool:
         """Whether the result of ``name`` may stay in its worker (see ``store.held``).
@@ -470,17 +489,8 @@ class _Run:
 
     def _respec(self, outcome: TaskOutcome) -> TaskSpec:
         key = outcome.key
-        node = self.graph.nodes[key.stage]
-        inputs = {p: self.outputs[u] for p, u in node.inputs.items()}
-        items = None
-        if key.batch is not None:
-            length = inputs[node.map_input].length  # type: ignore[index]
-            size = node.stage.options.batch_size or auto_batch_size(length, self.workers)
-            items = (key.batch * size, min(length, (key.batch + 1) * size))
-        return TaskSpec(key, outcome.attempt + 1, inputs, node.params, time.time(),
-                        node.map_input, items, node.stage.options.timeout or self.timeout,
-                        node.resources, node.stage.options.concat,
-                        keep=items is None and self._may_keep(key.stage))
+        size = self._batch_size(key.stage) if key.batch is not None else 0
+        return self._task(key, outcome.attempt + 1, size=size)
 
     def _failed(self, key: TaskKey, attempt: int, info: ErrorInfo, *, logged: bool = False) -> None:
         if not logged:
