@@ -66,3 +66,22 @@ def test_a_link_behind_a_retried_task_runs_once_after_the_retry(target, param, v
         assert len(of(result, "task_started", target)) == 1
         assert len(of(result, "task_finished", target)) == 1
         assert len(of(result, "task_failed", target.removeprefix("after_"))) == 1
+
+
+def test_fail_fast_does_not_start_a_queued_link(state_dir):
+    # ``broken`` fails while ``first`` runs with ``second`` queued behind it:
+    # ``first`` finishes, ``second`` never starts (it is skipped as stopped).
+    with run_resource("chained", state_dir=state_dir, targets=["second", "broken"]) as result:
+        assert result.status == "failed"
+        assert result.skipped["second"] == "stopped"
+        assert of(result, "task_finished", "first")
+        assert not of(result, "task_started", "second")
+        assert not of(result, "task_finished", "second")
+
+
+def test_keep_going_runs_the_chain_beside_a_failure(state_dir):
+    with run_resource("chained", state_dir=state_dir, targets=["third", "broken"],
+                      keep_going=True) as result:
+        assert result.status == "failed"
+        assert result["third"] == 3
+        assert "third" not in result.skipped
