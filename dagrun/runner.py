@@ -61,6 +61,9 @@ from .signals import SignalGuard
 EXECUTORS = ("local", "inline")
 START_METHODS = ("fork", "forkserver", "spawn")
 _TASKS_PER_WORKER = 4  # automatic batch size: about this many batches per worker
+# A link is not queued behind a task holding this much shared memory in its inputs: the
+# driver frees them when the task ends, and the next link should not start before that.
+_CHAIN_INPUTS_MAX = 16 << 20
 
 
 def default_state_dir() -> Path:
@@ -317,6 +320,8 @@ class _Run:
         if spec.key.batch is not None or self.scheduler.stopped:
             return
         name = spec.key.stage
+        if self._shared_input_bytes(name) >= _CHAIN_INPUTS_MAX:
+            return  # its inputs are freed only once it is done: the next link would overlap
         for user in self.scheduler.consumers_of.get(name, ()):
             node = self.graph.nodes[user]
             if self.scheduler.waiting.get(user) != {name} or node.map_input is not None:
@@ -327,6 +332,15 @@ class _Run:
             return
 
     # -- planning --------------------------------------------------------
+    def _shared_input_bytes(self, name: str) -> int:
+        """Bytes of shared memory that the inputs of running stage ``name`` occupy."""
+        return sum(
+            h.nbytes
+            for u in self.graph.nodes[name].inputs.values()
+            for h in output_handles(self.outputs[u])
+            if h.transport != store.HELD
+        )
+
     def _task(
         self, key: TaskKey, attempt: int = 1, *, size: int = 0, after: TaskKey | None = None
     ) -> TaskSpec:

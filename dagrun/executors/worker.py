@@ -69,17 +69,20 @@ def execute(
             else:
                 value = _run_batch(func, kwargs, spec)
                 items = spec.items[1] - spec.items[0]
+        kind = type(value).__name__
+        # Consumers of a concatenated map see the joined rows: a later map splits by rows.
+        rows = sum(map(_rows, value)) if spec.concat and spec.items is not None else None
         try:
             if spec.keep and store.holdable(value, config):
                 handle = store.hold(value)
             else:
-                handle = store.encode(value, config, stage)
-            if spec.concat and spec.items is not None:
-                # Consumers see the joined rows, so a later map splits by rows.
-                handle = dataclasses.replace(handle, length=sum(map(_rows, value)))
+                box, value = [value], None  # hand over this frame's reference
+                handle = store.encode_result(box, config, stage)
+            if rows is not None:
+                handle = dataclasses.replace(handle, length=rows)
         except Exception as exc:
             exc.add_note(
-                f"the result of stage {stage!r} (a {type(value).__name__}) could not be stored "
+                f"the result of stage {stage!r} (a {kind}) could not be stored "
                 f"for the stages that consume it; return data that pickles (no locks, open "
                 f"files, lambdas or generators)"
             )

@@ -5,6 +5,7 @@ Interface used by the rest of dagrun:
     StoreConfig   frozen, picklable: where a run's segments live (run-scoped prefix)
     Handle        frozen, picklable, small: describes one stored value by name
     encode(value, config, stage) -> Handle            worker side: store a result
+    encode_result([value], config, stage) -> Handle   the same, taking the only reference
     decode(handle, config, stage) -> Decoded           worker/parent side: map read-only
     Store(config)                                     parent side: owns unlinking
         .release(handle)   free one value once its last consumer has finished
@@ -41,7 +42,7 @@ the user still holds mapped (their memory lives on until dropped).
 from __future__ import annotations
 
 from .arrays import active, empty, zeros
-from .codec import decode, encode
+from .codec import decode, encode, encode_result
 from .config import HOLD_MIN, Decoded, Handle, StoreConfig
 from .errors import SegmentExistsError, SegmentMissingError, StoreError, StoreFull
 from .held import TRANSPORT as HELD
@@ -65,6 +66,7 @@ __all__ = [
     "decode",
     "empty",
     "encode",
+    "encode_result",
     "fallback_reason",
     "hold",
     "holdable",

@@ -16,11 +16,12 @@ An allocation that dies without being returned is freed by its creator.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
 import mmap
 import os
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -28,9 +29,13 @@ import numpy as np
 
 from . import segments
 from .config import ArrayPayload, Handle, SegmentRef, StoreConfig
+from .segments import PAGE
 
 PARALLEL_MIN = 16 << 20  # below this a single memcpy is as fast as threads
 CHUNK_MIN = 8 << 20
+RELEASE_MIN = 32 << 20  # from this size, an owned array's pages are freed as they are copied
+RELEASE_CHUNK = 16 << 20
+_MADV_DONTNEED = 4
 
 _active: list[tuple[StoreConfig, str, bool]] = []
 _pool: ThreadPoolExecutor | None = None
@@ -95,6 +100,64 @@ def copy_into(dst: np.ndarray, src: np.ndarray) -> None:
         future.result()
 
 
+def copy_releasing(
+    dst: np.ndarray, src: np.ndarray, reserve: Callable[[int, int], None] | None = None
+) -> None:
+    """``dst[...] = src``, giving ``src``'s pages back to the kernel as each chunk is copied.
+
+    For an array nobody else can see (the caller checked), so that returning
+    a large array costs one array's memory at a time, not two. ``src`` reads
+    as zeros afterwards. ``reserve(start, stop)`` allocates each byte range
+    of ``dst`` just before it is written. Chunks go to a few threads, like
+    ``copy_into``.
+    """
+    global _pool
+    flat_src = src.ravel(order="K").view(np.uint8)  # both contiguous in one order: views
+    flat_dst = dst.ravel(order="K").view(np.uint8)
+    address = _address(flat_src)
+    skew = address % PAGE
+    bounds = list(range(0, flat_src.nbytes, RELEASE_CHUNK))
+    bounds = [0] + [b - skew for b in bounds[1:] if b - skew > 0] + [flat_src.nbytes]
+
+    def one(start: int, stop: int) -> None:
+        if reserve is not None:
+            reserve(start, stop)
+        flat_dst[start:stop] = flat_src[start:stop]
+        first = -(-(address + start) // PAGE) * PAGE
+        last = (address + stop) // PAGE * PAGE
+        if last > first:
+            _libc().madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), _MADV_DONTNEED)
+
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_threads(), thread_name_prefix="dagrun-copy")
+    for future in [_pool.submit(one, a, b) for a, b in zip(bounds, bounds[1:], strict=False)]:
+        future.result()
+
+
+def owned_outright(arr: np.ndarray, others: int) -> bool:
+    """Whether ``arr`` is large and its memory unreachable from anything but the caller.
+
+    ``others`` is how many references to ``arr`` exist besides the caller's
+    own (every view, buffer export or container holding it counts).
+    """
+    contiguous = arr.flags.c_contiguous or arr.flags.f_contiguous
+    return (
+        others == 0 and arr.base is None and arr.flags.owndata and contiguous
+        and arr.nbytes >= RELEASE_MIN
+    )
+
+
+_libc_handle: Any = None
+
+
+def _libc() -> Any:
+    global _libc_handle
+    if _libc_handle is None:
+        _libc_handle = ctypes.CDLL(None, use_errno=True)
+        _libc_handle.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    return _libc_handle
+
+
 def _transport(ref: SegmentRef) -> str:
     return "shm" if ref.where == "shm" else "file"
 
@@ -113,8 +176,14 @@ def _allocation_of(arr: np.ndarray) -> tuple[_Allocation, np.ndarray] | None:
     return alloc, root
 
 
-def encode_array(arr: np.ndarray, config: StoreConfig, stage: str, session: object) -> Handle:
-    """Store a (large, non-object) array: hand over its allocation, or copy it once."""
+def encode_array(
+    arr: np.ndarray, config: StoreConfig, stage: str, session: object, *, release: bool = False
+) -> Handle:
+    """Store a (large, non-object) array: hand over its allocation, or copy it once.
+
+    ``release``: nobody else can reach ``arr``, so its pages may be freed as
+    they are copied (``copy_releasing``).
+    """
     length = arr.shape[0] if arr.ndim else None
     found = _allocation_of(arr)
     if found is not None:
@@ -126,11 +195,14 @@ def encode_array(arr: np.ndarray, config: StoreConfig, stage: str, session: obje
             offset = _address(arr) - _address(root)
             payload = ArrayPayload(alloc.ref, offset, arr.dtype, arr.shape, arr.strides)
             return Handle(_transport(alloc.ref), arr.nbytes, payload, length)
-    entry, ref, _fresh = segments.create(config, arr.nbytes, stage)
+    entry, ref, _fresh = segments.create(config, arr.nbytes, stage, lazy=release)
     with segments.filling(config, ref, entry):
         order = "F" if arr.flags.f_contiguous and not arr.flags.c_contiguous else "C"
         dst = np.ndarray(arr.shape, arr.dtype, buffer=entry.mm, order=order)
-        copy_into(dst, arr)
+        if release:
+            copy_releasing(dst, arr, lambda a, b: segments.reserve(entry, a, b, stage))
+        else:
+            copy_into(dst, arr)
         payload = ArrayPayload(ref, 0, arr.dtype, arr.shape, dst.strides)
         del dst
     return Handle(_transport(ref), arr.nbytes, payload, length)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import sys
 import weakref
 from typing import Any
 
@@ -51,6 +52,22 @@ def _length_of(value: Any) -> int | None:
 
 def _transport(tokens: set[str]) -> str:
     return "+".join(t for t in _ORDER if t in tokens)
+
+
+def encode_result(box: list[Any], config: StoreConfig, stage: str) -> Handle:
+    """``encode`` for a result its caller gives up: ``box`` holds the caller's only reference.
+
+    A large array that nothing else references is then freed page by page
+    as it is copied into its segment, so returning it does not double the
+    memory it takes.
+    """
+    value = box.pop()
+    if type(value) is np.ndarray and not value.dtype.hasobject:
+        if value.nbytes >= config.inline_max:
+            others = sys.getrefcount(value) - 2  # minus getrefcount's argument and ``value``
+            release = arrays.owned_outright(value, others)
+            return arrays.encode_array(value, config, stage, object(), release=release)
+    return encode(value, config, stage)
 
 
 def encode(value: Any, config: StoreConfig, stage: str) -> Handle:

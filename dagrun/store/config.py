@@ -57,7 +57,7 @@ class StoreConfig:
     spill_dir: str = ""
     owner_pid: int = 0
     inline_max: int = INLINE_MAX
-    pool_bytes: int = -1  # -1: a quarter of shm_dir's size
+    pool_bytes: int = -1  # -1: a quarter of shm_dir's size, at most 256 MiB
     hold_min: int = HOLD_MIN
 
     def __post_init__(self) -> None:

@@ -28,6 +28,10 @@ from . import segments
 from .config import Handle, SegmentRef, StoreConfig, process_start, segment_refs
 
 MAX_FREE = 16
+POOL_MAX = 256 << 20
+"""At most this much of released values waits for reuse: peak memory stays within the
+live set plus this, and a large result that nobody else holds is copied into fresh
+pages as its own are freed (``arrays.copy_releasing``), one array's worth at a time."""
 
 
 class Store:
@@ -47,7 +51,7 @@ class Store:
             st = os.statvfs(self.config.shm_dir)
         except OSError:
             return 0
-        return st.f_blocks * st.f_frsize // 4
+        return min(POOL_MAX, st.f_blocks * st.f_frsize // 4)
 
     def _path(self, ref: SegmentRef) -> str:
         return os.path.join(self.config.directory(ref.where), ref.name)

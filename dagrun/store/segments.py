@@ -63,12 +63,16 @@ class Mapping:
 
     __slots__ = ("fd", "mm", "size", "writable", "key", "prefix", "holds", "dead", "pid")
 
-    def __init__(self, fd: int, size: int, writable: bool, st: os.stat_result, prefix: str):
+    def __init__(
+        self, fd: int, size: int, writable: bool, st: os.stat_result, prefix: str,
+        *, populate: bool = True,
+    ):
         self.fd = fd
         self.size = size
         self.writable = writable
         prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
-        self.mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | _POPULATE, prot=prot)
+        flags = mmap.MAP_SHARED | (_POPULATE if populate else 0)
+        self.mm = mmap.mmap(fd, size, flags=flags, prot=prot)
         self.key = (writable, st.st_dev, st.st_ino)
         self.prefix = prefix
         self.holds = 1  # the caller holds LOCK_SH on ``fd`` already
@@ -240,11 +244,15 @@ def first_fallback() -> str | None:
     return _fallback[0] if _fallback else None
 
 
-def create(config: StoreConfig, nbytes: int, stage: str) -> tuple[Mapping, SegmentRef, bool]:
+def create(
+    config: StoreConfig, nbytes: int, stage: str, *, lazy: bool = False
+) -> tuple[Mapping, SegmentRef, bool]:
     """A writable segment for ``nbytes`` (held): recycled if possible, else fresh.
 
     Returns the mapping, the segment's reference and whether it is fresh
     (fresh segments read as zeros). The caller must ``unhold`` the mapping.
+    A ``lazy`` fresh segment has no pages yet: the caller ``reserve``s each
+    range before writing it (so its memory grows as it is filled).
     """
     sweep()
     size = round_up(nbytes)
@@ -260,7 +268,7 @@ def create(config: StoreConfig, nbytes: int, stage: str) -> tuple[Mapping, Segme
         claimed = _claim(config, directory, size, name)
         if claimed is not None:
             return claimed, SegmentRef(name, where, claimed.size), False
-        entry = _fresh(config, directory, name, size, stage)
+        entry = _fresh(config, directory, name, size, stage, lazy=lazy)
         if entry is not None:
             return entry, SegmentRef(name, where, size), True
         if where == "shm" and not _fallback:
@@ -272,7 +280,9 @@ def create(config: StoreConfig, nbytes: int, stage: str) -> tuple[Mapping, Segme
     raise StoreFull(msg)
 
 
-def _fresh(config: StoreConfig, directory: str, name: str, size: int, stage: str) -> Mapping | None:
+def _fresh(
+    config: StoreConfig, directory: str, name: str, size: int, stage: str, *, lazy: bool = False
+) -> Mapping | None:
     path = os.path.join(directory, name)
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
@@ -282,9 +292,12 @@ def _fresh(config: StoreConfig, directory: str, name: str, size: int, stage: str
         raise SegmentExistsError(msg) from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
-        os.posix_fallocate(fd, 0, size)  # reserve now: ENOSPC here, not SIGBUS later
+        if lazy:
+            os.ftruncate(fd, size)
+        else:
+            os.posix_fallocate(fd, 0, size)  # reserve now: ENOSPC here, not SIGBUS later
         st = os.fstat(fd)
-        entry = Mapping(fd, size, True, st, config.prefix)
+        entry = Mapping(fd, size, True, st, config.prefix, populate=not lazy)
     except OSError as exc:
         os.close(fd)
         _unlink(path)
@@ -294,6 +307,21 @@ def _fresh(config: StoreConfig, directory: str, name: str, size: int, stage: str
         raise StoreError(msg) from exc
     _cache[entry.key] = entry
     return entry
+
+
+def reserve(entry: Mapping, start: int, stop: int, stage: str) -> None:
+    """Allocate bytes ``[start, stop)`` of a lazy segment before they are written.
+
+    A full tmpfs or disk is then a ``StoreFull`` naming the stage, never a SIGBUS.
+    """
+    try:
+        os.posix_fallocate(entry.fd, start, stop - start)
+    except OSError as exc:
+        if exc.errno in _NOSPACE:
+            msg = (f"stage {stage!r}: ran out of space while storing its result; free "
+                   f"space in the shared-memory or state directory")
+            raise StoreFull(msg) from exc
+        raise
 
 
 def _claim(config: StoreConfig, directory: str, size: int, name: str) -> Mapping | None:

@@ -1,0 +1,42 @@
+"""Returning a large array that nothing else references costs one array's memory:
+its pages are freed as they are copied into shared memory. An array that anything
+else still references is copied and left as it was."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import run_resource
+
+MiB = 1 << 20
+
+
+@pytest.fixture(autouse=True)
+def through_shared_memory(monkeypatch):
+    monkeypatch.setenv("DAGRUN_HOLD_MIN", "off")
+
+
+def finished(result) -> dict[str, dict]:
+    events = [json.loads(line) for line in result.events_path.read_text().splitlines()]
+    return {e["stage"]: e for e in events if e["event"] == "task_finished"}
+
+
+def test_a_returned_array_does_not_double_the_workers_memory(state_dir):
+    with run_resource("returned", state_dir=state_dir, workers=1,
+                      targets=["fresh_sum"]) as result:
+        assert result["fresh_sum"] == 2.5 * 4096
+        done = finished(result)
+    assert done["fresh"]["transport"] == "shm"
+    grew = done["fresh"]["max_rss_bytes"] - done["tiny"]["max_rss_bytes"]
+    # The array (128 MiB) and its copy would be 256 MiB at once; chunks of 16 MiB
+    # are freed as they are copied.
+    assert grew < 192 * MiB, grew / MiB
+
+
+def test_an_array_still_referenced_elsewhere_is_left_intact(state_dir):
+    with run_resource("returned", state_dir=state_dir, workers=1,
+                      targets=["kept_intact"]) as result:
+        assert result.status == "succeeded"
+        assert result["kept_intact"] is True
