@@ -73,11 +73,8 @@ def execute(
         # Consumers of a concatenated map see the joined rows: a later map splits by rows.
         rows = sum(map(_rows, value)) if spec.concat and spec.items is not None else None
         try:
-            if spec.keep and store.holdable(value, config):
-                handle = store.hold(value)
-            else:
-                box, value = [value], None  # hand over this frame's reference
-                handle = store.encode_result(box, config, stage)
+            box, value = [value], None  # hand over this frame's reference
+            handle = store.encode_result(box, config, stage, keep=spec.keep)
             if rows is not None:
                 handle = dataclasses.replace(handle, length=rows)
         except Exception as exc:

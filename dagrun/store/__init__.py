@@ -5,14 +5,14 @@ Interface used by the rest of dagrun:
     StoreConfig   frozen, picklable: where a run's segments live (run-scoped prefix)
     Handle        frozen, picklable, small: describes one stored value by name
     encode(value, config, stage) -> Handle            worker side: store a result
-    encode_result([value], config, stage) -> Handle   the same, taking the only reference
+    encode_result([value], config, stage, keep=) -> Handle   the same, taking the only
+                  reference (a large array is freed as it is copied; with ``keep`` a large
+                  result may stay in this worker for its one consumer: transport ``worker``)
     decode(handle, config, stage) -> Decoded           worker/parent side: map read-only
     Store(config)                                     parent side: owns unlinking
         .release(handle)   free one value once its last consumer has finished
         .close()           free everything of the run, leftovers of crashed workers too
         .fallback_notice(handle) -> str | None   say once that values spill to disk
-    hold(value) -> Handle      worker side: keep a large result here for its one consumer
-    holdable(value, config)    whether ``hold`` applies to a value
     active(config, stage)  context manager: lets ``empty``/``zeros`` allocate in the store
     empty / zeros          allocate an output array directly in shared memory
     clean_orphans(state_dir) -> list[str]   remove segments of drivers that are gone
@@ -46,7 +46,6 @@ from .codec import decode, encode, encode_result
 from .config import HOLD_MIN, Decoded, Handle, StoreConfig
 from .errors import SegmentExistsError, SegmentMissingError, StoreError, StoreFull
 from .held import TRANSPORT as HELD
-from .held import hold, holdable
 from .lifecycle import Store, clean_orphans
 from .segments import fallback_reason
 
@@ -68,7 +67,5 @@ __all__ = [
     "encode",
     "encode_result",
     "fallback_reason",
-    "hold",
-    "holdable",
     "zeros",
 ]

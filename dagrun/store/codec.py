@@ -54,17 +54,24 @@ def _transport(tokens: set[str]) -> str:
     return "+".join(t for t in _ORDER if t in tokens)
 
 
-def encode_result(box: list[Any], config: StoreConfig, stage: str) -> Handle:
+def encode_result(
+    box: list[Any], config: StoreConfig, stage: str, *, keep: bool = False
+) -> Handle:
     """``encode`` for a result its caller gives up: ``box`` holds the caller's only reference.
 
     A large array that nothing else references is then freed page by page
     as it is copied into its segment, so returning it does not double the
-    memory it takes.
+    memory it takes. With ``keep`` a large result may instead stay in this
+    process (``held``): an array only if nothing else references it, since
+    it is made read-only for its consumer.
     """
     value = box.pop()
+    others = sys.getrefcount(value) - 2  # minus getrefcount's argument and ``value``
+    if keep and held.holdable(value, config):
+        if type(value) is not np.ndarray or others == 0:
+            return held.hold(value)
     if type(value) is np.ndarray and not value.dtype.hasobject:
         if value.nbytes >= config.inline_max:
-            others = sys.getrefcount(value) - 2  # minus getrefcount's argument and ``value``
             release = arrays.owned_outright(value, others)
             return arrays.encode_array(value, config, stage, object(), release=release)
     return encode(value, config, stage)

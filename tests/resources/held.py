@@ -107,3 +107,17 @@ def joined(made: np.ndarray, late: float) -> dict:
     except ValueError:
         unlocked = False
     return {"sum": float(made.sum()) + late, "unlocked": unlocked}
+
+
+_GLOBAL: list[np.ndarray] = []
+
+
+@stage
+def shared_global() -> np.ndarray:
+    _GLOBAL.append(np.zeros(N))
+    return _GLOBAL[-1]
+
+
+@stage
+def global_writable(shared_global: np.ndarray) -> bool:
+    return bool(_GLOBAL and _GLOBAL[-1].flags.writeable)
