@@ -320,12 +320,12 @@ class _Run:
         if spec.key.batch is not None or self.scheduler.stopped:
             return
         name = spec.key.stage
-        if self._shared_input_bytes(name) >= _CHAIN_INPUTS_MAX:
-            return  # its inputs are freed only once it is done: the next link would overlap
         for user in self.scheduler.consumers_of.get(name, ()):
             node = self.graph.nodes[user]
             if self.scheduler.waiting.get(user) != {name} or node.map_input is not None:
                 continue
+            if self._shared_input_bytes(name) >= _CHAIN_INPUTS_MAX:
+                return  # its inputs are freed only once it is done: the link would overlap
             follow = self._task(TaskKey(user), after=spec.key)
             if self.exe is not None and self.exe.chain(follow):
                 self.chained[user] = follow
