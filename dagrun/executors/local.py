@@ -9,7 +9,10 @@
 A task whose input was kept in a worker (a large result with one consumer,
 see ``store.held``) goes to that worker, whatever it is doing; any other
 task goes to the idle worker that wrote most of its large inputs, which
-still has them mapped.
+still has them mapped. A task ``chain``ed behind the one a worker is running
+waits in the same pipe; the worker hands it the result of the task before
+it, or, if that task failed, answers ``skipped`` without running it; if the
+worker dies, chained tasks are dropped and the runner plans them again.
 
 Each worker has its own pipe and runs one task at a time, so the executor
 always knows which task a dead worker was running. Behind a task whose
