@@ -12,6 +12,7 @@ cluster — honours the same protocol, so one behaviour suite runs on each.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -75,9 +76,12 @@ class TaskSpec:
 
 
     def resolved(self, handle: Handle) -> TaskSpec:
-        """This chained task with its ``Pending`` input replaced by the result's handle."""
+        """This chained task with its ``Pending`` input replaced by the result's handle.
+
+        It became ready just now, so its queue wait starts now.
+        """
         inputs = {p: handle if isinstance(o, Pending) else o for p, o in self.inputs.items()}
-        return dataclasses.replace(self, inputs=inputs, after=None)
+        return dataclasses.replace(self, inputs=inputs, after=None, submitted_at=time.time())
 
 
 @dataclass(frozen=True)
