@@ -40,3 +40,35 @@ def test_an_array_still_referenced_elsewhere_is_left_intact(state_dir):
                       targets=["kept_intact"]) as result:
         assert result.status == "succeeded"
         assert result["kept_intact"] is True
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("chunk_pages", [1, 3, 1000])
+def test_chunked_release_copies_every_byte(order, chunk_pages, tmp_path, monkeypatch):
+    """Chunk edges fall where the source's pages do, whatever its alignment and order."""
+    import numpy as np
+
+    from dagrun import store
+    from dagrun.store import arrays
+
+    monkeypatch.setattr(arrays, "RELEASE_MIN", 1)
+    monkeypatch.setattr(arrays, "RELEASE_CHUNK", chunk_pages * arrays.PAGE)
+    calls = []
+    real = arrays.copy_releasing
+    monkeypatch.setattr(arrays, "copy_releasing", lambda *a: calls.append(1) or real(*a))
+    config = store.StoreConfig.for_run("release", tmp_path)
+    owner = store.Store(config)
+    try:
+        rng = np.random.default_rng(7)
+        source = np.asarray(rng.random((1001, 777), dtype=np.float32), order=order)
+        expected = source.copy(order=order)
+        box = [source]
+        del source
+        handle = store.encode_result(box, config, "produce")
+        decoded = store.decode(handle, config, "consume")
+        assert handle.transport == "shm"
+        assert calls, "the copy did not take the releasing path"
+        assert np.array_equal(decoded.value, expected)
+        decoded.close()
+    finally:
+        owner.close()
