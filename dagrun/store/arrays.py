@@ -4,14 +4,16 @@
     np.ndarray ──copy (threads)──▶ segment ──▶ mmap PROT_READ ──▶ read-only view
     dagrun.empty() ══ segment, returned as is (handed over by name, no copy) ══▶
 
-An array returned by a stage is copied once into a (recycled, pre-mapped)
-segment, in parallel chunks because one core cannot saturate memory
-bandwidth. An array allocated with ``empty``/``zeros`` inside ``active``
-already lives in a segment: ``encode`` recognises it (its ``base`` chain ends
-at the allocation's root array) and hands over the segment's name with the
-view's offset and strides, so even a non-contiguous view costs nothing.
-An allocation that dies without being returned is freed by its creator.
-"""
+An array returned by a stage is copied once into a segment (recycled and
+pre-mapped when small), in parallel chunks because one core cannot saturate
+memory bandwidth; a large one that nothing else references is freed chunk by
+chunk as it is copied, into a segment whose pages are reserved just ahead of
+the copy (``copy_releasing``), so it never exists twice. An array allocated
+with ``empty``/``zeros`` inside ``active`` already lives in a segment:
+``encode`` recognises it (its ``base`` chain ends at the allocation's root
+array) and hands over the segment's name with the view's offset and strides,
+so even a non-contiguous view costs nothing. An allocation that dies without
+being returned is freed by its creator. """
 
 from __future__ import annotations
 

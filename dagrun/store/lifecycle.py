@@ -30,8 +30,11 @@ from .config import Handle, SegmentRef, StoreConfig, process_start, segment_refs
 MAX_FREE = 16
 POOL_MAX = 256 << 20
 """At most this much of released values waits for reuse: peak memory stays within the
-live set plus this, and a large result that nobody else holds is copied into fresh
-pages as its own are freed (``arrays.copy_releasing``), one array's worth at a time."""
+live set plus this."""
+RECYCLE_MAX = 32 << 20
+"""Larger segments are freed, not parked: a parked segment is memory held for the next
+value, and a large result that nobody else holds is copied into fresh pages as its own
+are freed (``arrays.copy_releasing``), one array's worth at a time."""
 
 
 class Store:
@@ -67,7 +70,7 @@ class Store:
 
     def _retire(self, path: str, ref: SegmentRef) -> None:
         recycle_as = None
-        if 0 < ref.size <= self._budget:
+        if 0 < ref.size <= min(self._budget, RECYCLE_MAX):
             self._seq += 1
             recycle_as = segments.free_name(self.config.prefix, self._seq, ref.size)
         outcome = segments.retire(path, recycle_as)

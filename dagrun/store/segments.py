@@ -10,12 +10,13 @@ writable again.
 
 Why recycling (the physics): on this kind of machine a fresh tmpfs page
 costs a page fault plus zeroing (0.4–2.8 GB/s) while a copy into pages
-already mapped runs at 12–20 GB/s. So the parent, when it releases a value,
-parks its segment in a per-run *free pool* (a rename to ``<prefix>f-…``) and
-the next producer of a similar size *claims* it (an atomic rename to a new
-live name: exactly one claimer wins). Each process keeps its mappings in a
-small cache keyed by inode, so a recycled segment is written or read
-through pages it already has mapped.
+already mapped runs at 12–20 GB/s. So the parent, when it releases a small
+value (under ``lifecycle.RECYCLE_MAX``; a parked segment is memory held for
+the next value, so large ones are freed), parks its segment in a per-run
+*free pool* (a rename to ``<prefix>f-…``) and the next producer of a similar
+size *claims* it (an atomic rename to a new live name: exactly one claimer
+wins). Each process keeps its mappings in a small cache keyed by inode, so a
+recycled segment is written or read through pages it already has mapped.
 
 Safety of recycling rests on ``flock``:
 
