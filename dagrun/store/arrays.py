@@ -13,7 +13,8 @@ with ``empty``/``zeros`` inside ``active`` already lives in a segment:
 ``encode`` recognises it (its ``base`` chain ends at the allocation's root
 array) and hands over the segment's name with the view's offset and strides,
 so even a non-contiguous view costs nothing. An allocation that dies without
-being returned is freed by its creator. """
+being returned is freed by its creator.
+"""
 
 from __future__ import annotations
 
