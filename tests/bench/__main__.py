@@ -77,14 +77,18 @@ def render(path: Path, md_path: Path) -> int:
     """Re-score ``path`` (a results JSON), print its tables, rewrite it and the README section."""
     cells, meta = report.load(path)
     scores = report.score(cells)
-    gs = report.goals(scores)
+    publish(scores, report.goals(scores), meta, path, md_path)
+    print(f"\nrewrote {path} and {md_path}")
+    return 0
+
+
+def publish(scores: dict, gs: list[dict], meta: dict, json_path: Path, md_path: Path) -> None:
+    """Print the tables and goals; write the results JSON and the README section."""
     print(report.long_table(scores))
     print("\n## goals\n")
     print(report.goals_table(gs))
-    report.dump_json(path, report.to_json(scores, gs, meta))
+    report.dump_json(json_path, report.to_json(scores, gs, meta))
     report.write(md_path, report.markdown(scores, gs, meta))
-    print(f"\nrewrote {path} and {md_path}")
-    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -140,11 +144,7 @@ def main(argv: list[str]) -> int:
         "burn_iterations": iterations,
         "machine": report.machine(),
     }
-    print(report.long_table(scores))
-    print("\n## goals\n")
-    print(report.goals_table(gs))
-    report.dump_json(json_path, report.to_json(scores, gs, meta))
-    report.write(md_path, report.markdown(scores, gs, meta))
+    publish(scores, gs, meta, json_path, md_path)
     print(f"\n{meta['elapsed_s']:.0f} s; wrote {json_path} and {md_path}")
     return 0
 
