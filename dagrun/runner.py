@@ -124,7 +124,7 @@ def run(
     if log_format not in ("console", "json", "none"):
         msg = f"unknown log format {log_format!r}; choose console or json"
         raise UsageError(msg)
-    hold_min_from_env()  # a bad setting is a usage error before anything runs
+    hold_min = hold_min_from_env()  # a bad setting is a usage error before anything runs
     import multiprocessing as mp
 
     method = start_method or mp.get_start_method(allow_none=False)
@@ -142,7 +142,7 @@ def run(
     guard = PipelineLock(state, key, run_id, wait=wait) if lock else contextlib.nullcontext()
     with guard:
         return _Run(graph, run_id, executor, method, workers, keep_going, state, log_format,
-                    console, timeout, max_tasks_per_worker).execute()
+                    console, timeout, max_tasks_per_worker, hold_min).execute()
 
 
 def new_run_id() -> str:
@@ -166,6 +166,7 @@ class _Run:
         console: IO[str] | None,
         timeout: float | None,
         max_tasks_per_worker: int | None,
+        hold_min: int = store.HOLD_MIN,
     ) -> None:
         self.graph = graph
         self.executor_name = executor
@@ -184,7 +185,7 @@ class _Run:
             self.run_id,
             self.state_dir,
             shm_dir=os.environ.get("DAGRUN_SHM_DIR", "/dev/shm"),
-            hold_min=hold_min_from_env(),
+            hold_min=hold_min,
         )
         self.store = store.Store(self.config)
         keep = set(graph.targets)
@@ -268,9 +269,7 @@ class _Run:
         assert self.exe is not None and self.guard is not None
         scheduler = self.scheduler
         while True:
-            # Planning can finish a stage at once (an empty map), making more ready.
-            while ready := scheduler.take_ready():
-                self._plan(ready)
+            self._plan_ready()
             self._dispatch()
             if scheduler.finished:
                 return
@@ -286,6 +285,11 @@ class _Run:
             self.guard.check()
             self._release_due_retries()
 
+    def _plan_ready(self) -> None:
+        # Planning can finish a stage at once (an empty map), making more ready.
+        while ready := self.scheduler.take_ready():
+            self._plan(ready)
+
     def _dispatch(self) -> None:
         assert self.exe is not None
         while self.queue and self.exe.free_slots() > 0:
@@ -296,8 +300,7 @@ class _Run:
 
     def _on_started(self, spec: TaskSpec, pid: int) -> None:
         if spec.after is not None:  # chained: its stage became ready just now
-            while ready := self.scheduler.take_ready():
-                self._plan(ready)
+            self._plan_ready()
         if spec.key.stage not in self.scheduler.running:
             return  # stopped meanwhile; its outcome, if any, is dropped
         self.events.emit(

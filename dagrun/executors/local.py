@@ -191,7 +191,7 @@ class LocalExecutor:
         """Send a task to an idle or new worker, else queue it behind a short one.
 
         Returns the worker's pid when the task starts at once, None when it is
-        queued (``started`` reports it later).
+        queued (``wait`` reports it as ``Started`` when it begins).
         """
         holder = held_by(spec)
         if holder is not None:
@@ -383,6 +383,7 @@ class LocalExecutor:
             worker.deadline = _deadline(spec)
             return
         try:
+            # None: chained behind a task that failed, it did not run
             message = None if data == _SKIPPED else pickle.loads(data)
         except Exception as exc:  # noqa: BLE001 - an outcome that fails to unpickle
             message = ErrorInfo(
@@ -390,8 +391,6 @@ class LocalExecutor:
             )
         if isinstance(message, ErrorInfo):  # the worker could not even read the task
             message = TaskOutcome(spec.key, spec.attempt, None, message, TaskMetrics(worker.pid))
-        if data == _SKIPPED:  # chained behind a task that failed: it did not run
-            message = None
         self._finish(worker, message)
         worker.tasks_done += 1
         if worker.queue:

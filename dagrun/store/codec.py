@@ -67,21 +67,21 @@ def encode_result(
     """
     value = box.pop()
     others = sys.getrefcount(value) - 2  # minus getrefcount's argument and ``value``
-    if keep and held.holdable(value, config):
-        if type(value) is not np.ndarray or others == 0:
-            return held.hold(value)
-    if type(value) is np.ndarray and not value.dtype.hasobject:
-        if value.nbytes >= config.inline_max:
-            release = arrays.owned_outright(value, others)
-            return arrays.encode_array(value, config, stage, object(), release=release)
-    return encode(value, config, stage)
+    is_array = type(value) is np.ndarray
+    if keep and held.holdable(value, config) and (not is_array or others == 0):
+        return held.hold(value)
+    return encode(value, config, stage, release=is_array and arrays.owned_outright(value, others))
 
 
-def encode(value: Any, config: StoreConfig, stage: str) -> Handle:
-    """Store ``value`` (a stage's result) and return its handle."""
+def encode(value: Any, config: StoreConfig, stage: str, *, release: bool = False) -> Handle:
+    """Store ``value`` (a stage's result) and return its handle.
+
+    ``release``: ``value`` is an array nobody else can reach, whose pages may
+    be freed as it is copied.
+    """
     if type(value) is np.ndarray:
         if not value.dtype.hasobject and value.nbytes >= config.inline_max:
-            return arrays.encode_array(value, config, stage, object())
+            return arrays.encode_array(value, config, stage, object(), release=release)
     else:
         kind = arrow.kind_of(value)
         if kind is not None:

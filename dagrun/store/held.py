@@ -81,8 +81,3 @@ def take(payload: HeldPayload, stage: str) -> Any:
         )
         raise SegmentMissingError(msg)
     return value.view() if isinstance(value, np.ndarray) else value
-
-
-def drop_all() -> None:
-    """Forget every held value (the run is over for this process)."""
-    _held.clear()
