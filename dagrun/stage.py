@@ -45,6 +45,12 @@ class StageOptions:
     concat: bool = False
     cache: bool = True
     tags: tuple[str, ...] = ()
+    cpus: float = 1.0
+    memory: int | None = None  # bytes this stage's task needs at its peak
+    gpus: float = 0.0
+    resources: tuple[tuple[str, float], ...] = ()  # custom engine resources, sorted
+    version: str | None = None  # pins the code part of the cache key
+    watch: tuple[str, ...] = ()  # files whose content is part of the cache key
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,6 +119,12 @@ def stage(
     concat: bool = False,
     cache: bool = True,
     tags: Iterable[str] = (),
+    cpus: float = 1.0,
+    memory: int | str | None = None,
+    gpus: float = 0.0,
+    resources: Mapping[str, float] | None = None,
+    version: str | None = None,
+    watch: Iterable[str] | str = (),
 ) -> Callable[[F], F]: ...
 
 
@@ -130,6 +142,12 @@ def stage(
     concat: bool = False,
     cache: bool = True,
     tags: Iterable[str] = (),
+    cpus: float = 1.0,
+    memory: int | str | None = None,
+    gpus: float = 0.0,
+    resources: Mapping[str, float] | None = None,
+    version: str | None = None,
+    watch: Iterable[str] | str = (),
 ) -> Any:
     """Declare a function as a pipeline stage.
 
@@ -161,6 +179,11 @@ def stage(
       their ``concat``, lists flattened. See ``executors.worker.concatenate``.
     - ``cache``: whether results may be reused by later runs.
     - ``tags``: free-form labels shown by ``dagrun list``.
+    - ``cpus``, ``memory``, ``gpus``, ``resources``: what one task of the stage
+      needs (``memory`` in bytes or as ``"512M"``/``"2G"``): worker resources
+      on Dask, resource requests on Ray, admission on the local executor.
+    - ``version``: pins the code part of the cache key by hand.
+    - ``watch``: paths whose content is part of the cache key.
 
     Returns the function itself, still directly callable.
     """
@@ -176,6 +199,12 @@ def stage(
         concat=concat,
         cache=cache,
         tags=(tags,) if isinstance(tags, str) else tuple(tags),
+        cpus=cpus,
+        memory=_bytes_option(memory),
+        gpus=gpus,
+        resources=tuple(sorted((resources or {}).items())),
+        version=version,
+        watch=(watch,) if isinstance(watch, str) else tuple(str(w) for w in watch),
     )
 
     def decorate(fn: F) -> F:
@@ -189,6 +218,14 @@ def stage(
         return fn
 
     return decorate(func) if func is not None else decorate
+
+
+def _bytes_option(value: int | str | None) -> int | None:
+    if value is None or isinstance(value, int):
+        return value
+    from .units import parse_size
+
+    return parse_size(value)
 
 
 def as_stage(obj: Any) -> Stage | None:

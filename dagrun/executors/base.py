@@ -1,31 +1,49 @@
 """What travels between the runner and an executor, and the ``Executor`` protocol.
 
     runner ──TaskSpec──▶ executor ──▶ worker: execute(spec) ──▶ TaskOutcome ──▶ runner
-                                  └──▶ Started (a task that was queued in a worker began)
+                                  ├──▶ Started (a task began: which worker, which host)
+                                  └──▶ TaskLog (a line the stage printed or logged)
 
-A ``TaskSpec`` names its inputs by ``Handle`` (never by content), a
-``TaskOutcome`` carries the result's handle or an ``ErrorInfo``, and always
-the task's ``TaskMetrics``. Every executor — inline, local process pool,
-cluster — honours the same protocol, so one behaviour suite runs on each.
+A ``TaskSpec`` names its inputs by reference (never by content): a store
+``Handle`` on this machine, a ``RemoteRef`` on a cluster engine, whose
+executor alone knows the future or object ref behind it. A ``TaskOutcome``
+carries the result's reference or an ``ErrorInfo``, and always the task's
+``TaskMetrics``. Every executor (inline, local process pool, Dask, Ray, a
+test's scripted one) honours the same protocol and is built by name from an
+``ExecutorContext`` (see ``executors.create``), so the runner's loop never
+changes for a new one and one behaviour suite runs on each.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..scheduler import TaskKey
-from ..store import Handle
+from ..store import Decoded, Handle, StoreConfig
+
+
+@dataclass(frozen=True)
+class RemoteRef:
+    """A value held by a cluster engine, named by the engine's key; its executor maps it back."""
+
+    key: str
+    transport: str = "remote"
+    nbytes: int = 0
+    length: int | None = None  # len() of the value along axis 0, when it has one
+
+
+Ref = Handle | RemoteRef
 
 
 @dataclass(frozen=True)
 class Batched:
-    """A mapped stage's result: one handle per batch, each holding a list of results."""
+    """A mapped stage's result: one reference per batch, each holding a list of results."""
 
-    handles: tuple[Handle, ...]
+    handles: tuple[Ref, ...]
     concat: bool = False
 
     @property
@@ -49,11 +67,11 @@ class Pending:
     stage: str
 
 
-Output = Handle | Batched
+Output = Ref | Batched
 
 
-def output_handles(output: Output) -> Sequence[Handle]:
-    """Every stored handle behind an output."""
+def output_handles(output: Output) -> Sequence[Ref]:
+    """Every stored reference behind an output."""
     return output.handles if isinstance(output, Batched) else (output,)
 
 
@@ -103,13 +121,16 @@ class TaskMetrics:
     worker_pid: int
     wall_s: float = 0.0
     cpu_s: float = 0.0
-    max_rss_bytes: int = 0
+    max_rss_bytes: int = 0  # the worker's peak resident size during this task
+    rss_growth_bytes: int = 0  # that peak over the worker's resident size when the task began
     queue_wait_s: float = 0.0
     input_bytes: int = 0
     output_bytes: int = 0
     transport: str = ""
     started_at: float = 0.0
     items: int | None = None
+    worker: str | None = None  # a cluster engine's worker address or id
+    host: str | None = None  # the machine that ran the task
 
 
 @dataclass(frozen=True)
@@ -118,7 +139,7 @@ class TaskOutcome:
 
     key: TaskKey
     attempt: int
-    handle: Handle | None = None
+    handle: Ref | None = None
     error: ErrorInfo | None = None
     metrics: TaskMetrics = field(default_factory=lambda: TaskMetrics(worker_pid=0))
 
@@ -129,13 +150,42 @@ class TaskOutcome:
 
 @dataclass(frozen=True)
 class Started:
-    """A task that began after being queued in a worker, and the worker's pid."""
+    """A task that began after being queued: the worker's pid, or an engine's worker id."""
 
     spec: TaskSpec
-    pid: int
+    pid: int | str
+    host: str | None = None
 
 
-Event = TaskOutcome | Started
+@dataclass(frozen=True)
+class TaskLog:
+    """One line a stage wrote: ``stream`` is stdout, stderr, logging or structlog."""
+
+    key: TaskKey
+    attempt: int
+    worker: int | str
+    stream: str
+    level: str
+    message: str
+
+
+Event = TaskOutcome | Started | TaskLog
+
+
+@dataclass(frozen=True)
+class ExecutorContext:
+    """Everything an executor is built from (``executors.create(name, context)``)."""
+
+    funcs: Mapping[str, Callable[..., Any]]  # stage name -> function
+    resources: Mapping[str, Callable[[], Any]]  # @worker_init name -> factory
+    options: Mapping[str, Any]  # stage name -> StageOptions (cpus, memory, gpus, resources)
+    config: StoreConfig  # where this run's intermediates live on this machine
+    workers: int
+    start_method: str = "fork"
+    sources: tuple[Any, ...] = ()  # ModuleSource of the pipeline, imported first by workers
+    max_tasks_per_worker: int | None = None
+    address: Any = None  # a cluster's address, or an engine client object
+    settings: Any = None  # the run's ``settings.Tuning``
 
 
 class Executor(Protocol):
@@ -171,6 +221,22 @@ class Executor(Protocol):
         """
         ...
 
+    def release(self, ref: Ref) -> None:
+        """``ref`` has no consumer left: free it now."""
+        ...
+
+    def read(self, ref: Ref, stage: str) -> Decoded:
+        """Bring the value behind ``ref`` into this process (a requested output)."""
+        ...
+
     def shutdown(self, *, cancel: bool = False) -> None:
         """Stop every worker; with ``cancel``, without waiting for running tasks."""
+        ...
+
+    def kill_all(self) -> None:
+        """Stop everything at once, from a signal handler's wake-up (a second Ctrl-C)."""
+        ...
+
+    def close(self) -> None:
+        """Free every value of the run still held; the values ``read`` returned are closed."""
         ...
