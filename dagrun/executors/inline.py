@@ -17,11 +17,17 @@ from typing import Any
 
 from ..resources import Resources
 from ..store import StoreConfig
-from .base import Event, TaskSpec
+from .base import Event, ExecutorContext, TaskSpec
+from .machine import MachineValues
 from .worker import execute
 
 
-class InlineExecutor:
+def create(context: ExecutorContext) -> InlineExecutor:
+    """The ``inline`` executor of a run."""
+    return InlineExecutor(context.funcs, context.config, context.resources)
+
+
+class InlineExecutor(MachineValues):
     """Runs each task synchronously inside ``submit``."""
 
     name = "inline"
@@ -33,6 +39,7 @@ class InlineExecutor:
         config: StoreConfig,
         resources: Mapping[str, Callable[[], Any]] | None = None,
     ) -> None:
+        super().__init__(config)
         self._funcs = funcs
         self._config = config
         self._resources = Resources(resources or {})
@@ -58,3 +65,6 @@ class InlineExecutor:
     def shutdown(self, *, cancel: bool = False) -> None:
         self._outcomes.clear()
         self._resources.close()
+
+    def kill_all(self) -> None:
+        self._outcomes.clear()

@@ -62,12 +62,14 @@ from . import oom
 from .base import (
     ErrorInfo,
     Event,
+    ExecutorContext,
     Started,
     TaskMetrics,
     TaskOutcome,
     TaskSpec,
     output_handles,
 )
+from .machine import MachineValues
 
 _TERM_GRACE_S = 1.0
 _PR_SET_PDEATHSIG = 1
@@ -111,7 +113,20 @@ class _Worker:
         return self.queue[0] if self.queue else None
 
 
-class LocalExecutor:
+def create(context: ExecutorContext) -> LocalExecutor:
+    """The ``local`` executor of a run: a pool of ``context.workers`` processes."""
+    return LocalExecutor(
+        context.funcs,
+        context.config,
+        workers=context.workers,
+        start_method=context.start_method,
+        sources=context.sources,
+        max_tasks_per_worker=context.max_tasks_per_worker,
+        resources=context.resources,
+    )
+
+
+class LocalExecutor(MachineValues):
     """A pool of worker processes that survives crashes and enforces timeouts."""
 
     name = "local"
@@ -127,6 +142,7 @@ class LocalExecutor:
         max_tasks_per_worker: int | None = None,
         resources: Mapping[str, Callable[[], Any]] | None = None,
     ) -> None:
+        super().__init__(config)
         self.workers = workers
         self.start_method = start_method or mp.get_start_method(allow_none=False)
         self._ctx = mp.get_context(self.start_method)
