@@ -16,6 +16,7 @@ import pytest
 
 import dagrun
 from dagrun.executors.worker import concatenate
+from dagrun.values import stack_batch
 from dagrun.runner import auto_batch_size
 from dagrun.stage import as_stage
 from tests.conftest import run_resource as run
@@ -200,7 +201,7 @@ def test_pandas_frames_map_over_row_chunks(state_dir):
 
 
 def test_concatenate_rules():
-    """The joining rules, directly: arrays, scalars, tables with a null column, lists."""
+    """Chunks join by rows: arrays, 0-d arrays, tables with a null column, lists, Arrow arrays."""
     assert concatenate([]) == []
     np.testing.assert_array_equal(concatenate([np.float64(1), np.float64(2)]), [1.0, 2.0])
     assert concatenate([np.ones((2, 3)), np.zeros((1, 3))]).shape == (3, 3)
@@ -211,11 +212,49 @@ def test_concatenate_rules():
     assert concatenate([pa.array([1]), pa.array([2, 3])]).to_pylist() == [1, 2, 3]
 
 
+def test_stack_rules():
+    """Per-element results stack: 8x8 arrays give nx8x8, scalars (n,), anything else a list."""
+    assert stack_batch([np.ones((8, 8))] * 4).shape == (4, 8, 8)
+    assert stack_batch([np.float64(1), 2, 3.5]).shape == (3,)
+    assert stack_batch([np.array(1.0), np.array(2.0)]).shape == (2,)
+    assert stack_batch(["a", "b"]) == ["a", "b"]
+    assert isinstance(stack_batch([{"x": 1}, np.ones(2)]), list)
+    assert stack_batch([]) == []
+    with pytest.raises(ValueError, match="different shapes"):
+        stack_batch([np.ones(2), np.ones(3)])
+
+
+def test_every_kind_joins_like_a_vectorised_function():
+    """Each value kind, split as a map splits it and joined by concat, gives back the whole."""
+    import polars as pl
+
+    from dagrun.values import kind, row_chunk
+
+    whole_frame = pd.DataFrame({"a": range(10)})
+    tables = {
+        "table": pa.table({"a": list(range(10))}),
+        "batch": pa.record_batch({"a": list(range(10))}),
+        "pandas": whole_frame,
+        "polars": pl.DataFrame({"a": list(range(10))}),
+    }
+    for name, value in tables.items():
+        assert kind(value) == name
+        chunks = [row_chunk(value, start, min(10, start + 3)) for start in range(0, 10, 3)]
+        joined = concatenate(chunks)
+        assert len(joined) == 10, name
+    grid = np.arange(40.0).reshape(10, 4)
+    assert kind(grid) == "array" and kind([1]) == "list" and kind({}) == "other"
+    batches = [stack_batch([row * 2 for row in grid[s:s + 3]]) for s in range(0, 10, 3)]
+    np.testing.assert_array_equal(concatenate(batches), grid * 2)
+    items = [stack_batch([str(x) for x in range(s, min(10, s + 3))]) for s in range(0, 10, 3)]
+    assert concatenate(items) == [str(x) for x in range(10)]
+
+
 def test_map_over_joined_results_splits_by_rows(state_dir):
     """Mapping over a concat=True map stage sees its rows, not its per-element results."""
     with run("map_chain", state_dir=state_dir, targets=["pairs", "row_sums"]) as result:
-        assert result["pairs"].shape == (10, 2)
-        assert result["row_sums"] == [s + i for s in range(5) for i in (0, 1)]
+        assert result["pairs"].shape == (5, 2)
+        assert result["row_sums"] == [11 * s for s in range(5)]
         events = [json.loads(line) for line in result.events_path.read_text().splitlines()]
     batches = [e for e in events if e.get("stage") == "row_sums" and e["event"] == "task_finished"]
-    assert len(batches) == math.ceil(10 / 3)
+    assert len(batches) == math.ceil(5 / 3)

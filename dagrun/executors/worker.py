@@ -23,6 +23,8 @@ from typing import Any
 from .. import store
 from ..resources import Resources
 from ..store import Decoded, StoreConfig
+from ..values import concatenate, row_chunk, stack_batch
+from ..values import rows as _rows
 from .base import Batched, ErrorInfo, Output, TaskMetrics, TaskOutcome, TaskSpec
 
 _PACKAGE = str(Path(__file__).resolve().parent.parent)
@@ -121,7 +123,7 @@ def _run_batch(func: Callable[..., Any], kwargs: dict[str, Any], spec: TaskSpec)
     assert spec.map_input is not None and spec.items is not None
     start, stop = spec.items
     value = kwargs[spec.map_input]
-    rows = _row_chunk(value, start, stop)
+    rows = row_chunk(value, start, stop)
     if rows is not None:
         kwargs[spec.map_input] = rows
         try:
@@ -138,20 +140,8 @@ def _run_batch(func: Callable[..., Any], kwargs: dict[str, Any], spec: TaskSpec)
         except Exception as exc:
             exc.add_note(f"while mapping element {start + offset} of {spec.map_input!r}")
             raise
-    return results
-
-
-def _row_chunk(value: Any, start: int, stop: int) -> Any:
-    """Rows ``[start, stop)`` of a table as a zero-copy slice; None when not a table."""
-    module = type(value).__module__.split(".")[0]
-    name = type(value).__name__
-    if module == "pyarrow" and name in ("Table", "RecordBatch"):
-        return value.slice(start, stop - start)
-    if module == "pandas" and name == "DataFrame":
-        return value.iloc[start:stop]
-    if module == "polars" and name == "DataFrame":
-        return value.slice(start, stop - start)
-    return None
+    # concat=True: the batch becomes one chunk of rows now (see ``values``).
+    return [stack_batch(results)] if spec.concat else results
 
 
 def _load(
@@ -182,63 +172,6 @@ def _resource(resources: Resources | None, name: str) -> Any:
     except Exception as exc:
         exc.add_note(f"while making worker resource {name!r} (its @worker_init function)")
         raise
-
-
-def _rows(result: Any) -> int:
-    """How many rows one mapped result adds once results are concatenated."""
-    if isinstance(result, list):
-        return len(result)
-    num_rows = getattr(result, "num_rows", None)
-    if isinstance(num_rows, int):
-        return num_rows
-    shape = getattr(result, "shape", None)
-    if shape is not None:
-        return shape[0] if len(shape) else 1
-    return 1
-
-
-def concatenate(parts: list[Any]) -> Any:
-    """Join a mapped stage's results into one array or table (``concat=True``).
-
-    numpy results are joined along axis 0 (scalars become a 1-d array, so
-    ``n`` scalar results give shape ``(n,)``; return ``x[None]`` to keep one
-    row per element); Arrow tables are concatenated without copying (schemas
-    unified: a column that is all null in one chunk still joins); record
-    batches become one table; Arrow arrays one chunked array; pandas / polars
-    frames are concatenated; lists are flattened. No results (an empty
-    input) give an empty list.
-    """
-    if not parts:
-        return parts
-    first = parts[0]
-    module = type(first).__module__.split(".")[0]
-    if module == "numpy":
-        import numpy as np
-
-        return np.concatenate([np.atleast_1d(p) for p in parts])
-    if module == "pyarrow":
-        import pyarrow as pa
-
-        if isinstance(first, pa.RecordBatch):
-            return pa.Table.from_batches(parts)
-        if isinstance(first, pa.Table):
-            return pa.concat_tables(parts, promote_options="default")
-        if isinstance(first, pa.Array):
-            return pa.chunked_array(parts, type=first.type)
-        if isinstance(first, pa.ChunkedArray):
-            return pa.chunked_array([c for p in parts for c in p.chunks], type=first.type)
-        return parts
-    if module == "pandas" and type(first).__name__ in ("DataFrame", "Series"):
-        import pandas as pd
-
-        return pd.concat(parts)
-    if module == "polars" and type(first).__name__ in ("DataFrame", "Series"):
-        import polars as pl
-
-        return pl.concat(parts, how="vertical_relaxed")
-    if isinstance(first, list):
-        return [x for p in parts for x in p]
-    return parts
 
 
 def error_info(exc: BaseException, stage: str, kind: str = "raised") -> ErrorInfo:

@@ -15,27 +15,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..values import ARROW_KINDS, kind
 from . import segments
 from .config import ArrowPayload, Handle, StoreConfig
 
 
 def kind_of(value: Any) -> str | None:
     """``table|batch|pandas|series|polars`` for values that travel as Arrow, else None."""
-    module = type(value).__module__
-    name = type(value).__name__
-    if module.startswith("pyarrow"):
-        if name == "Table":
-            return "table"
-        if name == "RecordBatch":
-            return "batch"
-    elif module.startswith("pandas"):
-        if name == "DataFrame":
-            return "pandas"
-        if name == "Series":
-            return "series"
-    elif module.startswith("polars") and name == "DataFrame":
-        return "polars"
-    return None
+    what = kind(value)
+    return what if what in ARROW_KINDS else None
 
 
 def _as_arrow(value: Any, kind: str) -> Any:

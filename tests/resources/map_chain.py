@@ -12,7 +12,7 @@ def seeds(count: int = 5) -> np.ndarray:
 
 @stage(map="seeds", batch_size=2, concat=True)
 def pairs(seeds: np.int64) -> np.ndarray:
-    return np.array([[seeds, 0], [seeds, 1]])  # two rows per element
+    return np.array([seeds, 10 * seeds])  # one row of two per element: stacked, (count, 2)
 
 
 @stage(map="pairs", batch_size=3)
