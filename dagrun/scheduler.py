@@ -3,7 +3,8 @@
 State (stage names are strings; a task is ``TaskKey(stage, batch)``):
 
     waiting    {stage: set of inputs not yet done}
-    ready      stages whose inputs are all done, not yet taken (pipeline order)
+    ready      stages whose inputs are all done, not yet taken (highest priority first,
+               ties in pipeline order)
     running    {stage: batches still outstanding}   (1 for an ordinary stage)
     done       stages whose result exists
     failed     stages that failed for good
@@ -54,8 +55,10 @@ class Scheduler:
         keep: Collection[str],
         *,
         keep_going: bool = False,
+        priority: Mapping[str, float] | None = None,
     ) -> None:
         self.order = {name: i for i, name in enumerate(order)}
+        self.priority = dict(priority or {})
         self.inputs = {name: set(inputs.get(name, ())) for name in order}
         self.consumers_of: dict[str, list[str]] = {name: [] for name in order}
         for name in order:
@@ -64,7 +67,9 @@ class Scheduler:
         self.keep = set(keep)
         self.keep_going = keep_going
         self.waiting = {name: set(deps) for name, deps in self.inputs.items() if deps}
-        self.ready: list[str] = [name for name in order if not self.inputs[name]]
+        self.ready: list[str] = sorted(
+            (name for name in order if not self.inputs[name]), key=self._rank
+        )
         self.running: dict[str, int] = {}
         self.done: set[str] = set()
         self.failed: set[str] = set()
@@ -119,7 +124,7 @@ class Scheduler:
                 del self.waiting[consumer]
                 step.ready.append(consumer)
         self.ready.extend(step.ready)
-        self.ready.sort(key=self.order.__getitem__)
+        self.ready.sort(key=self._rank)
         return step
 
     def fail(self, key: TaskKey) -> Step:
@@ -154,6 +159,22 @@ class Scheduler:
         if not self.keep_going:
             step.skipped.update(self.stop())
         return step
+
+    def drop(self, stage: str) -> Step:
+        """A stage handed out but never started is abandoned (stopped): free what it read."""
+        step = Step()
+        if stage not in self.running:
+            return step
+        del self.running[stage]
+        self.skipped[stage] = step.skipped[stage] = "stopped"
+        for upstream in self.inputs[stage]:
+            self.consumers[upstream] -= 1
+            if self.consumers[upstream] == 0 and upstream not in self.keep:
+                step.released.append(upstream)
+        return step
+
+    def _rank(self, name: str) -> tuple[float, int]:
+        return (-self.priority.get(name, 0.0), self.order[name])
 
     def stop(self) -> dict[str, str]:
         """Hand out nothing more; every stage not yet started is skipped as ``stopped``."""

@@ -17,7 +17,7 @@ import pytest
 import dagrun
 from dagrun.executors.worker import concatenate
 from dagrun.values import stack_batch
-from dagrun.runner import auto_batch_size
+from dagrun.policies import auto_batch_size
 from dagrun.stage import as_stage
 from tests.conftest import run_resource as run
 
@@ -72,7 +72,7 @@ def test_batches_are_ceil_n_over_batch_size(rows, batch_size, state_dir):
 def test_automatic_batch_size_gives_about_four_batches_per_worker(state_dir):
     """Without batch_size a stage over n elements runs ceil(n / ceil(n / (4 * workers)))
     batches."""
-    assert auto_batch_size(100, 2) == 13 and auto_batch_size(3, 8) == 1
+    assert auto_batch_size(100, 2, 4) == 13 and auto_batch_size(3, 8, 4) == 1
     with run("map_arrays", state_dir=state_dir, params={"rows": 100},
              targets=["row_max"]) as result:
         assert result["row_max"].shape == (100,)

@@ -35,6 +35,8 @@ def test_events_have_the_spec_fields(how, state_dir):
             "queue_wait_s", "input_bytes", "output_bytes", "transport", "cached",
         },
         "run_finished": {"status", "wall_s", "succeeded", "failed", "skipped"},
+        "run_summary": set(),
+        "task_log": {"stage", "attempt", "worker", "stream", "level", "message"},
     }
     kinds = [e["event"] for e in events]
     assert kinds[0] == "run_started" and kinds[-1] == "run_finished"

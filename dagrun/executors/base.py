@@ -91,6 +91,7 @@ class TaskSpec:
     concat: bool = False  # a batch of a stage whose results are joined into one array/table
     keep: bool = False  # a large result may stay in the worker for its one consumer
     after: TaskKey | None = None  # chained: runs next in the worker running this task
+    cache: Any = None  # a ``cache.Target``: where the worker stores the result for later runs
 
 
     def resolved(self, handle: Handle) -> TaskSpec:

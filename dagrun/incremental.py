@@ -1,0 +1,131 @@
+"""One run's use of the cache: skip what is unchanged, store what was computed.
+
+    start: keys for every stage (cache.plan_keys: a Merkle chain down the DAG)
+    stage ready ─▶ enabled? ─no─▶ run it
+                     │ yes
+                     ├─ another run holds the key's lock ─▶ wait, look again shortly
+                     ├─ intact entry ─▶ adopt it (task_skipped, reason cached): no task runs
+                     ├─ damaged entry ─▶ cache_corrupt warning, run it
+                     └─ no entry ─▶ run it, holding the key's lock; the worker that makes
+                                    the result writes the entry (a mapped stage's combined
+                                    result is written here, from its batches)
+
+Entries are adopted by reference (``executor.from_cache``): a cached input
+costs its consumer a memory mapping, and an entry nobody reads is never
+loaded. ``--force STAGE`` recomputes that stage and everything downstream;
+``--no-cache`` neither reads nor writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .graph import Graph
+from .ledger import Ledger
+from .reporting import Reporter
+from .settings import RunOptions
+
+
+class RunCache:
+    """The cache as one run sees it: keys, the locks it holds, stages waiting on other runs."""
+
+    def __init__(
+        self, cache: Any, keys: dict[str, Any], forced: set[str], graph: Graph,
+        pipeline_key: str, ledger: Ledger, report: Reporter, executor: Any,
+    ) -> None:
+        self.cache, self.keys, self.forced, self.graph = cache, keys, forced, graph
+        self.pipeline_key = pipeline_key
+        self.ledger, self.report, self.executor = ledger, report, executor
+        self.locks: dict[str, Any] = {}
+        self.waiting: list[str] = []
+
+    @classmethod
+    def open(
+        cls, graph: Graph, options: RunOptions, run_id: str, ledger: Ledger, report: Reporter,
+        executor: Any,
+    ) -> RunCache | None:
+        """The run's cache, or None when it neither reads nor writes one."""
+        if options.no_cache or not hasattr(executor, "from_cache"):
+            return None
+        from .cache import Cache, plan_keys
+
+        keys = plan_keys(graph)
+        forced = set(options.force)
+        for name in options.force:
+            forced |= set(graph.dag.nodes) & _descendants(graph, name)
+        source = graph.pipeline.source
+        pipeline_key = (source.path or source.module) if source is not None else graph.pipeline.name
+        return cls(Cache(options.cache_dir), keys, forced, graph, str(pipeline_key), ledger,
+                   report, executor)
+
+    def enabled_for(self, stage: str) -> bool:
+        node = self.graph.nodes[stage]
+        return node.stage.options.cache and stage not in self.forced and stage in self.keys
+
+    def lookup(self, stage: str) -> bool | None:
+        """True: adopted from the cache; False: another run makes it (wait); None: compute it."""
+        if not self.enabled_for(stage):
+            return None
+        key = self.keys[stage].key
+        lock = self.cache.try_lock(key)
+        if lock is None:
+            self.waiting.append(stage)
+            return False
+        entry = self._intact_entry(stage, key)
+        if entry is None:
+            self.locks[stage] = lock
+            return None
+        lock.release()
+        self.ledger.adopt(stage, self.executor.from_cache(entry, stage))
+        self.cache.record(self.pipeline_key, stage, self.keys[stage])
+        self.report.skip(stage, "cached")
+        return True
+
+    def _intact_entry(self, stage: str, key: str) -> Any:
+        from .cache import CacheCorrupt
+
+        try:
+            return self.cache.lookup(key)
+        except CacheCorrupt as exc:
+            self.report.notice("cache_corrupt", stage, path=str(exc.path), reason=exc.reason)
+            return None
+
+    def target(self, stage: str) -> Any:
+        """Where the worker making ``stage``'s result stores it, when this run computes it."""
+        if stage not in self.locks or self.graph.nodes[stage].map_input is not None:
+            return None
+        return self.cache.target(self.keys[stage].key, stage)
+
+    def stored(self, stage: str) -> None:
+        """``stage`` finished: a mapped stage's combined result is written now; locks go."""
+        if stage not in self.locks:
+            return
+        if self.graph.nodes[stage].map_input is not None and stage in self.ledger:
+            value, opened = self.ledger.read(stage)
+            try:
+                self.cache.write(self.keys[stage].key, value, stage=stage)
+            finally:
+                del value
+                for decoded in opened:
+                    decoded.close()
+        self.cache.record(self.pipeline_key, stage, self.keys[stage])
+        self.abandon(stage)
+
+    def abandon(self, stage: str) -> None:
+        lock = self.locks.pop(stage, None)
+        if lock is not None:
+            lock.release()
+
+    def take_waiting(self) -> list[str]:
+        waiting, self.waiting = self.waiting, []
+        return waiting
+
+    def close(self) -> None:
+        for stage in list(self.locks):
+            self.abandon(stage)
+
+
+def _descendants(graph: Graph, name: str) -> set[str]:
+    import networkx as nx
+
+    return set(nx.descendants(graph.dag, name)) if name in graph.dag else set()

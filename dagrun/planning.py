@@ -1,0 +1,256 @@
+"""Planning: turn ready stages into task specs, and failures into retries.
+
+    ready stage ─▶ cache hit? ──yes──▶ adopt the entry, the stage is done at once
+                      │ no
+                      ├─ ordinary stage ─▶ one TaskSpec (keep? placement record)
+                      └─ mapped stage ───▶ one TaskSpec per batch (policies.batch_ranges)
+                                              │
+    queue: a heap by (bottom level, arrival) ◀┘      retries wait in ``delayed`` until due
+
+The planner owns the run's queue of specs not yet submitted, the delayed
+retries, the consumers chained behind running tasks and the errors kept for
+the result. Each decision is a pure policy from ``policies``; the planner
+only gathers the records those policies need.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+import time
+from typing import Any
+
+from . import policies
+from .executors.base import ErrorInfo, Output, Pending, TaskOutcome, TaskSpec, output_handles
+from .graph import Graph
+from .ledger import Ledger
+from .reporting import Reporter
+from .scheduler import Scheduler, Step, TaskKey
+from .settings import RunOptions
+from .store import HELD
+
+
+class Planner:
+    """Specs waiting to be submitted, retries waiting to be due, and how each was decided."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        options: RunOptions,
+        run_id: str,
+        ledger: Ledger,
+        report: Reporter,
+        executor: Any,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.graph, self.options, self.ledger, self.report = graph, options, ledger, report
+        self.tuning = options.tuning
+        upstream = {n: graph.upstream(n) for n in graph.selected}
+        self.levels = policies.bottom_levels(upstream, {})
+        self.scheduler = Scheduler(upstream, graph.selected, set(graph.targets),
+                                   keep_going=options.keep_going, priority=self.levels)
+        self.keeps_values = executor.name == "local" and not options.max_tasks_per_worker
+        self.executor = executor
+        self.queue: list[tuple[float, int, TaskSpec]] = []
+        self.delayed: list[tuple[float, int, TaskSpec]] = []
+        self.chained: dict[str, TaskSpec] = {}  # stage -> its task queued behind its input's
+        self.errors: dict[str, ErrorInfo] = {}
+        self.sequence = itertools.count()
+        self.rng = rng or random.Random()
+        from .incremental import RunCache
+
+        self.cache = RunCache.open(graph, options, run_id, ledger, report, executor)
+
+    # -- planning --------------------------------------------------------
+    def plan(self, name: str) -> Step:
+        """Plan a stage that became ready; the step is not empty when it ended at once."""
+        if self.chained.pop(name, None) is not None:
+            return Step()  # already queued in the worker that made its input
+        if self.cache is not None:
+            hit = self.cache.lookup(name)
+            if hit is not None:
+                return self.scheduler.finish(TaskKey(name)) if hit else Step()
+        node = self.graph.nodes[name]
+        if node.map_input is None:
+            spec = self.task(TaskKey(name))
+            held = any(_held(output) for output in spec.inputs.values())
+            self.push(spec, first=held)  # first, while the worker holding its input is idle
+            return Step()
+        length = self.ledger[node.inputs[node.map_input]].length
+        if length is None:
+            info = ErrorInfo(
+                "raised", "TypeError",
+                f"stage {name!r} maps over {node.map_input!r}, whose value has no length; "
+                f"return a list, tuple, array or table from that stage",
+            )
+            self.report.failed(TaskKey(name), 1, info, final=True)
+            self.record_error(name, info)
+            return self.scheduler.fail(TaskKey(name))
+        ranges = policies.batch_ranges(length, self.batch_size(name))
+        self.ledger.expect_batches(name, len(ranges))
+        if not ranges:
+            step = self.scheduler.finish(TaskKey(name))
+            self.ledger.complete(name, node.stage.options.concat)
+            return step
+        self.scheduler.set_batches(name, len(ranges))
+        for index, items in enumerate(ranges):
+            self.push(self.task(TaskKey(name, index), items=items))
+        return Step()
+
+    def task(
+        self, key: TaskKey, attempt: int = 1, *, items: tuple[int, int] | None = None,
+        after: TaskKey | None = None,
+    ) -> TaskSpec:
+        """The task ``key`` with its inputs as they are now (``after``'s result: pending)."""
+        node = self.graph.nodes[key.stage]
+        inputs: dict[str, Output | Pending] = {
+            p: Pending(u) if after is not None and u == after.stage else self.ledger[u]
+            for p, u in node.inputs.items()
+        }
+        options = node.stage.options
+        timeout = options.timeout or self.options.timeout
+        target = self.cache.target(key.stage) if self.cache is not None else None
+        if key.batch is None:
+            keep = self._may_keep(key.stage)
+            return TaskSpec(key, attempt, inputs, node.params, time.time(), timeout=timeout,
+                            resources=node.resources, keep=keep, after=after, cache=target)
+        return TaskSpec(key, attempt, inputs, node.params, time.time(), node.map_input, items,
+                        timeout, node.resources, options.concat)
+
+    def push(self, spec: TaskSpec, *, first: bool = False) -> None:
+        rank = float("-inf") if first else -self.priority(spec.key.stage)
+        heapq.heappush(self.queue, (rank, next(self.sequence), spec))
+
+    def priority(self, stage: str) -> float:
+        return self.levels.get(stage, 0.0)
+
+    def batch_size(self, name: str) -> int:
+        node = self.graph.nodes[name]
+        length = self.ledger[node.inputs[node.map_input]].length or 0  # type: ignore[index]
+        return node.stage.options.batch_size or policies.auto_batch_size(
+            length, self.options.workers, self.tuning.tasks_per_worker
+        )
+
+    def _consumers(self, name: str) -> list[policies.Consumer]:
+        scheduler = self.scheduler
+        out = []
+        for user in scheduler.consumers_of.get(name, ()):
+            node = self.graph.nodes[user]
+            out.append(policies.Consumer(
+                user, node.map_input is not None, node.stage.options.retries,
+                list(node.inputs.values()),
+                scheduler.waiting.get(user, ()) or [u for u in node.inputs.values()
+                                                   if u not in scheduler.done],
+            ))
+        return out
+
+    def _may_keep(self, name: str) -> bool:
+        return policies.may_keep(name, self._consumers(name),
+                                 requested=name in self.scheduler.keep,
+                                 executor_keeps=self.keeps_values)
+
+    # -- chaining ----------------------------------------------------------
+    def chain_after(self, spec: TaskSpec) -> None:
+        """Queue the consumer that only this task holds back right behind it, in its worker."""
+        if spec.key.batch is not None or self.scheduler.stopped:
+            return
+        name = spec.key.stage
+        user = policies.chain_consumer(name, [
+            c for c in self._consumers(name) if c.name in self.scheduler.waiting
+        ])
+        if user is None or self._shared_input_bytes(name) >= self.tuning.chain_inputs_max:
+            return
+        if self.cache is not None and self.cache.enabled_for(user):
+            return  # it may come from the cache: decided when it becomes ready
+        follow = self.task(TaskKey(user), after=spec.key)
+        if self.executor.chain(follow):
+            self.chained[user] = follow
+
+    def unchain(self, key: TaskKey) -> None:
+        """``key`` failed: the consumers chained behind it will not run there."""
+        for user in [u for u, s in self.chained.items() if s.after == key]:
+            del self.chained[user]  # its worker skips it; planned again if ``key`` is retried
+
+    def _shared_input_bytes(self, name: str) -> int:
+        return sum(
+            h.nbytes
+            for u in self.graph.nodes[name].inputs.values()
+            for h in output_handles(self.ledger[u])
+            if h.transport != HELD
+        )
+
+    # -- retries -----------------------------------------------------------
+    def retry_delay(self, outcome: TaskOutcome, info: ErrorInfo) -> float | None:
+        """Seconds until ``outcome``'s task is tried again, or None when it fails for good."""
+        options = self.graph.nodes[outcome.key.stage].stage.options
+        if (
+            outcome.attempt > options.retries
+            or outcome.key.stage not in self.scheduler.running
+            or self.scheduler.stopped
+            or not policies.retryable(info.kind, info.type_names, options.retry_on)
+        ):
+            return None
+        return policies.backoff(options.retry_delay, outcome.attempt, self.rng.uniform)
+
+    def retry_later(self, outcome: TaskOutcome, delay: float) -> None:
+        key = outcome.key
+        items = None
+        if key.batch is not None:
+            items = policies.batch_ranges(
+                self.ledger[self.graph.nodes[key.stage].inputs[
+                    self.graph.nodes[key.stage].map_input]].length or 0,  # type: ignore[index]
+                self.batch_size(key.stage),
+            )[key.batch]
+        spec = self.task(key, outcome.attempt + 1, items=items)
+        heapq.heappush(self.delayed, (time.monotonic() + delay, next(self.sequence), spec))
+
+    def next_due(self) -> float | None:
+        """When the loop must wake up next for a retry or a cache entry another run makes."""
+        due = [self.delayed[0][0]] if self.delayed else []
+        if self.cache is not None and self.cache.waiting:
+            due.append(time.monotonic() + self.tuning.cache_wait_s)
+        return min(due) if due else None
+
+    def release_due(self) -> None:
+        now = time.monotonic()
+        while self.delayed and self.delayed[0][0] <= now:
+            self.push(heapq.heappop(self.delayed)[2])
+
+    @property
+    def waiting_on_cache(self) -> bool:
+        return self.cache is not None and bool(self.cache.waiting)
+
+    def retry_cache_waits(self) -> list[Step]:
+        """Stages whose cache entry another run was making: planned again now."""
+        if self.cache is None or not self.cache.waiting or self.scheduler.stopped:
+            return []
+        return [self.plan(name) for name in self.cache.take_waiting()]
+
+    # -- outcomes ------------------------------------------------------------
+    def stored(self, key: TaskKey, outcome: TaskOutcome) -> None:
+        """A task's result is in the ledger: the cache learns of a finished stage."""
+        if self.cache is not None and key.stage in self.scheduler.done:
+            self.cache.stored(key.stage)
+
+    def record_error(self, stage: str, info: ErrorInfo) -> None:
+        if self.cache is not None:
+            self.cache.abandon(stage)
+        self.errors.setdefault(stage, info)
+
+    def take_pending(self) -> list[str]:
+        """Stages whose tasks have not started (queued, delayed): they will not start now."""
+        pending = [spec for *_, spec in self.queue] + [spec for *_, spec in self.delayed]
+        self.queue.clear()
+        self.delayed.clear()
+        stages = list(dict.fromkeys(s.key.stage for s in pending))
+        if self.cache is not None:
+            stages += self.cache.take_waiting()
+            for stage in stages:
+                self.cache.abandon(stage)
+        return [s for s in stages if s in self.scheduler.running]
+
+
+def _held(output: Any) -> bool:
+    return getattr(output, "transport", None) == HELD

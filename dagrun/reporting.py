@@ -1,0 +1,112 @@
+"""What a run tells: every task event is built here, once, from the records that travel.
+
+The loop says what happened (a task started, finished, failed, will be
+retried, was skipped, wrote a line); ``Reporter`` turns it into the event of
+SPEC section 5 and keeps the per-task metrics records the ``RunResult``
+carries. ``task_failed`` in particular is written from this one place,
+whichever way a task failed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .events import EventLog
+from .executors.base import ErrorInfo, TaskLog, TaskOutcome, TaskSpec
+from .scheduler import TaskKey
+
+
+class Reporter:
+    """Writes a run's task events and collects its metrics."""
+
+    def __init__(self, events: EventLog) -> None:
+        self.events = events
+        self.metrics: list[dict[str, Any]] = []
+        self.skipped: dict[str, str] = {}
+
+    def started(self, spec: TaskSpec, worker: int | str, host: str | None, priority: float) -> None:
+        where: dict[str, Any] = (
+            {"worker_pid": worker} if isinstance(worker, int) else {"worker": worker, "host": host}
+        )
+        self.events.emit(
+            "task_started",
+            stage=spec.key.stage,
+            attempt=spec.attempt,
+            **where,
+            priority=round(priority, 6),
+            **_batch_fields(spec.key, spec.items),
+        )
+
+    def finished(self, outcome: TaskOutcome) -> None:
+        m = outcome.metrics
+        record: dict[str, Any] = {
+            "stage": outcome.key.stage,
+            "attempt": outcome.attempt,
+            "worker_pid": m.worker_pid,
+            "wall_s": round(m.wall_s, 6),
+            "cpu_s": round(m.cpu_s, 6),
+            "max_rss_bytes": m.max_rss_bytes,
+            "rss_growth_bytes": m.rss_growth_bytes,
+            "queue_wait_s": round(m.queue_wait_s, 6),
+            "input_bytes": m.input_bytes,
+            "output_bytes": m.output_bytes,
+            "transport": m.transport,
+            "cached": False,
+            **_batch_fields(outcome.key),
+        }
+        if m.worker is not None:
+            record["worker"], record["host"] = m.worker, m.host
+        if outcome.key.batch is not None:
+            record["items"] = m.items
+        self.metrics.append(record)
+        self.events.emit("task_finished", **record)
+
+    def failed(self, key: TaskKey, attempt: int, info: ErrorInfo, *, final: bool) -> None:
+        self.events.emit(
+            "task_failed",
+            level="error" if final else "warning",
+            stage=key.stage,
+            attempt=attempt,
+            error_type=info.error_type,
+            error=info.message,
+            traceback=info.traceback,
+            **_batch_fields(key),
+        )
+
+    def retrying(self, key: TaskKey, attempt: int, delay: float) -> None:
+        self.events.emit(
+            "task_retrying",
+            stage=key.stage,
+            attempt=attempt,
+            delay_s=round(delay, 6),
+            **_batch_fields(key),
+        )
+
+    def skip(self, stage: str, reason: str) -> None:
+        if stage not in self.skipped:
+            self.skipped[stage] = reason
+            self.events.emit("task_skipped", stage=stage, reason=reason)
+
+    def log(self, line: TaskLog) -> None:
+        self.events.emit(
+            "task_log",
+            level=line.level,
+            stage=line.key.stage,
+            attempt=line.attempt,
+            worker=line.worker,
+            stream=line.stream,
+            message=line.message,
+            **_batch_fields(line.key),
+        )
+
+    def notice(self, event: str, stage: str, **fields: Any) -> None:
+        """A warning about one stage (a store fallback, a damaged cache entry)."""
+        self.events.emit(event, level="warning", stage=stage, **fields)
+
+
+def _batch_fields(key: TaskKey, items: tuple[int, int] | None = None) -> dict[str, Any]:
+    if key.batch is None:
+        return {}
+    if items is None:
+        return {"batch": key.batch}
+    return {"batch": key.batch, "items": items[1] - items[0]}

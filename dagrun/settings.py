@@ -1,0 +1,229 @@
+"""Every setting of a run in one place: the run's options and the tuning numbers.
+
+    dagrun.run(**arguments) ─┐
+                             ├─▶ RunOptions.build ─▶ RunOptions (frozen, validated)
+    os.environ (read once) ──┘                         └─ .tuning: Tuning (frozen)
+
+``RunOptions`` holds every argument of ``dagrun.run`` after validation, plus
+what the environment says (read here and nowhere else); a bad value is a
+``UsageError`` before anything runs. ``Tuning`` names every number that
+shapes scheduling, each with the reason for its value; the README's settings
+table lists the same fields (a test keeps the two in step).
+
+Environment variables:
+
+    DAGRUN_STATE_DIR   state directory (runs, locks, cache) when --state-dir is not given
+    DAGRUN_CACHE_DIR   cache directory when --cache-dir is not given
+    DAGRUN_SHM_DIR     where shared-memory segments live (default /dev/shm)
+    DAGRUN_HOLD_MIN    bytes from which a result may stay in its worker ("off": never)
+    DAGRUN_DEBUG       show dagrun's own traceback for an internal error
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .units import parse_duration, parse_size
+
+START_METHODS = ("fork", "forkserver", "spawn")
+LOG_FORMATS = ("console", "json", "none")
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The numbers that shape a run; each field's comment is the reason for its value."""
+
+    # Automatic batch size of a mapped stage: about this many batches per worker, enough to
+    # balance uneven elements, few enough that per-task overhead stays small.
+    tasks_per_worker: int = 4
+    # A consumer is not chained behind a task whose shared inputs are this large: the driver
+    # frees them only when that task ends, so the link would overlap them in memory.
+    chain_inputs_max: int = 16 << 20
+    # From this size a result with one consumer that can start at once stays in its worker;
+    # below it, the shared-memory path is cheap enough and keeps the documented transports.
+    hold_min: int = 256 << 20
+    # Seconds between two looks at a cache entry that another run is computing.
+    cache_wait_s: float = 0.2
+    # Signals closer together than this are one signal (timeout(1) and process groups send
+    # the same signal to the driver twice).
+    signal_merge_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What the environment says about a run, read once."""
+
+    state_dir: str | None = None
+    cache_dir: str | None = None
+    shm_dir: str = "/dev/shm"
+    hold_min: str | None = None
+    debug: bool = False
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str] | None = None) -> Environment:
+        env = os.environ if environ is None else environ
+        return cls(
+            state_dir=env.get("DAGRUN_STATE_DIR") or None,
+            cache_dir=env.get("DAGRUN_CACHE_DIR") or None,
+            shm_dir=env.get("DAGRUN_SHM_DIR") or "/dev/shm",
+            hold_min=env.get("DAGRUN_HOLD_MIN") or None,
+            debug=bool(env.get("DAGRUN_DEBUG")),
+        )
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """One run's options, validated; see ``dagrun.run`` for their meaning."""
+
+    executor: str = "local"
+    address: Any = None
+    workers: int = 1
+    start_method: str = "fork"
+    keep_going: bool = False
+    state_dir: Path = Path(".dagrun")
+    cache_dir: Path = Path(".dagrun/cache")
+    log_format: str = "console"
+    quiet: bool = False
+    timeout: float | None = None
+    max_tasks_per_worker: int | None = None
+    force: tuple[str, ...] = ()
+    no_cache: bool = False
+    memory: int | None = None
+    run_date: date | datetime | None = None
+    max_runtime: float | None = None
+    lock: bool = True
+    wait: bool = False
+    shm_dir: str = "/dev/shm"
+    tuning: Tuning = field(default_factory=Tuning)
+
+    @classmethod
+    def build(cls, *, environ: Environment | None = None, **arguments: Any) -> RunOptions:
+        """Validate ``dagrun.run``'s keyword arguments; a bad one is a ``UsageError``."""
+        env = environ or Environment.read()
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(arguments) - known)
+        if unknown:
+            msg = f"unknown run option(s): {', '.join(unknown)}"
+            raise UsageError(msg)
+        args = {k: v for k, v in arguments.items() if v is not None}
+        from . import executors
+
+        executor = args.get("executor", "local")
+        if executor not in executors.names() and not callable(executor):
+            msg = f"unknown executor {executor!r}; choose one of: {', '.join(executors.names())}"
+            raise UsageError(msg)
+        method = args.get("start_method") or mp.get_start_method(allow_none=False)
+        if method not in START_METHODS:
+            msg = f"unknown start method {method!r}; choose one of: {', '.join(START_METHODS)}"
+            raise UsageError(msg)
+        workers = args.get("workers") or usable_cpus()
+        _at_least("workers", workers, 1)
+        log_format = args.get("log_format", "console")
+        if log_format not in LOG_FORMATS:
+            msg = f"unknown log format {log_format!r}; choose console or json"
+            raise UsageError(msg)
+        timeout = args.get("timeout")
+        if timeout is not None:
+            timeout = parse_duration(timeout, "timeout")
+            _positive("timeout", timeout)
+        max_runtime = args.get("max_runtime")
+        if max_runtime is not None:
+            max_runtime = parse_duration(max_runtime, "max runtime")
+            _positive("max runtime", max_runtime)
+        max_tasks = args.get("max_tasks_per_worker")
+        if max_tasks is not None:
+            _at_least("max tasks per worker", max_tasks, 1)
+        memory = args.get("memory")
+        if memory is not None:
+            memory = parse_size(memory, "memory")
+            _positive("memory", memory)
+        state_dir = Path(args.get("state_dir") or env.state_dir or ".dagrun")
+        if state_dir.exists() and not state_dir.is_dir():
+            msg = f"state directory {str(state_dir)!r} is a file; name a directory"
+            raise UsageError(msg)
+        cache_dir = Path(args.get("cache_dir") or env.cache_dir or state_dir / "cache")
+        tuning = Tuning(hold_min=hold_min_from(env.hold_min))
+        return cls(
+            executor=executor,
+            address=args.get("address"),
+            workers=1 if executor == "inline" else workers,
+            start_method=method,
+            keep_going=bool(args.get("keep_going", False)),
+            state_dir=state_dir,
+            cache_dir=cache_dir,
+            log_format=log_format,
+            quiet=bool(args.get("quiet", False)),
+            timeout=timeout,
+            max_tasks_per_worker=max_tasks,
+            force=_names(args.get("force", ())),
+            no_cache=bool(args.get("no_cache", False)),
+            memory=memory,
+            run_date=parse_run_date(args["run_date"]) if "run_date" in args else None,
+            max_runtime=max_runtime,
+            lock=bool(args.get("lock", True)),
+            wait=bool(args.get("wait", False)),
+            shm_dir=env.shm_dir,
+            tuning=tuning,
+        )
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def hold_min_from(text: str | None) -> int:
+    """``$DAGRUN_HOLD_MIN``: bytes from which a result may stay in its worker (``off``: never)."""
+    if not text or not text.strip():
+        return Tuning.hold_min
+    text = text.strip().lower()
+    if text in ("off", "never", "-1"):
+        return -1
+    try:
+        return max(0, parse_size(text))
+    except UsageError:
+        msg = f"DAGRUN_HOLD_MIN must be a number of bytes or 'off', got {text!r}"
+        raise UsageError(msg) from None
+
+
+def parse_run_date(value: date | datetime | str) -> date | datetime:
+    """A logical run date: a ``date``/``datetime``, or ISO text (``2026-11-30``, ``...T02:30``)."""
+    if isinstance(value, date):
+        return value
+    text = str(value).strip()
+    try:
+        if len(text) == 10:
+            return date.fromisoformat(text)
+        return datetime.fromisoformat(text)
+    except ValueError:
+        msg = (
+            f"run date {text!r} is not a date; write it as YYYY-MM-DD (2026-11-30) or an ISO "
+            f"date and time (2026-11-30T02:30)"
+        )
+        raise UsageError(msg) from None
+
+
+def _names(items: Iterable[str] | str) -> tuple[str, ...]:
+    return (items,) if isinstance(items, str) else tuple(items)
+
+
+def _at_least(what: str, value: Any, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        msg = f"{what} must be a whole number of at least {low}, got {value!r}"
+        raise UsageError(msg)
+
+
+def _positive(what: str, value: float) -> None:
+    if not value > 0:
+        msg = f"{what} must be greater than zero, got {value!r}"
+        raise UsageError(msg)
