@@ -4,13 +4,16 @@
     ├── UsageError                 a mistake in how dagrun was called (exit 2)
     │   ├── PipelineLoadError      the pipeline file or module cannot be imported
     │   ├── ValidationError        the pipeline is invalid; lists every problem at once
-    │   └── ParameterError         a --param / params= value is unknown or does not convert
+    │   ├── ParameterError         a --param / params= value is unknown or does not convert
+    │   └── UnhashableParameter    a parameter value cannot be part of a cache key
     ├── LockHeldError              another run holds this pipeline's lock (exit 3)
     ├── StageFailed                a stage raised, crashed or timed out (exit 1)
     │   ├── WorkerCrashed          the worker process died while running the task
     │   └── StageTimeout           the task ran past its ``timeout``
     ├── StoreError                 an intermediate could not be stored or read
-    │   └── StoreFull              no room in shared memory nor on disk for a value
+    │   ├── StoreFull              no room in shared memory nor on disk for a value
+    │   └── CacheError             the cache directory cannot be used
+    │       └── CacheCorrupt       a cache entry is damaged (it is recomputed)
     └── Interrupted                SIGINT / SIGTERM stopped the run (exit 130 / 143)
 
 User mistakes (``UsageError``) are told apart from failures of the work
@@ -78,6 +81,32 @@ class StoreError(DagrunError):
 
 class StoreFull(StoreError):
     """Neither shared memory nor the spill directory has room for a value."""
+
+
+class UnhashableParameter(UsageError):
+    """A stage's parameter value cannot be hashed into the stage's cache key."""
+
+    def __init__(self, stage: str, parameter: str, reason: str) -> None:
+        self.stage = stage
+        self.parameter = parameter
+        super().__init__(
+            f"parameter {parameter!r} of stage {stage!r} cannot be part of the cache key: "
+            f"{reason}; pass plain data (numbers, strings, paths, arrays, tables), or mark "
+            f"the stage @stage(cache=False)"
+        )
+
+
+class CacheError(StoreError):
+    """The cache directory or one of its entries cannot be used."""
+
+
+class CacheCorrupt(CacheError):
+    """A cache entry is truncated or damaged; the stage is recomputed."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"cache entry {path} is damaged: {reason}")
 
 
 class Interrupted(DagrunError):

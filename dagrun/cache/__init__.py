@@ -1,0 +1,59 @@
+"""Cached stage results for incremental runs (SPEC section 6).
+
+    plan_keys(graph) ──▶ {stage: KeyRecord}   Merkle chain of keys (plan.py),
+                                               code fingerprints (fingerprint.py),
+                                               value and file hashes (hashing.py)
+    Cache(dir)       ──▶ lookup / load / write / lock / record / clean / verify
+                                               (entries.py, codec.py, locks.py)
+    explain(...)     ──▶ {stage: Reason}       would it run, and why
+
+The runner's part, per selected stage in order::
+
+    rec = keys[name]
+    if rec.volatile or forced: run it (and do not store a volatile result)
+    else:
+        found = cache.lookup(rec.key)        # constant time
+        Corrupt -> emit cache_corrupt(stage, path, reason); a miss
+        Entry   -> task_skipped(reason="cached"); consumers get cache.load(entry)
+        None    -> with cache.lock(rec.key): look up again, else run and
+                   cache.write(rec.key, value, stage=name)
+    cache.record(pipeline_key(graph), name, rec)  # after the stage succeeded
+
+Downstream of a ``cache=False`` stage, call ``plan_keys(graph, outputs={stage:
+value})`` once its value exists, so consumers are keyed by its content.
+"""
+
+from __future__ import annotations
+
+from .entries import Cache, CleanReport, Corrupt, Entry
+from .hashing import Unhashable, hash_path, hash_value
+from .locks import KeyLock
+from .plan import (
+    CACHE_FORMAT_VERSION,
+    KeyRecord,
+    Reason,
+    describe_changes,
+    explain,
+    pipeline_key,
+    plan_keys,
+    project_root,
+)
+
+__all__ = [
+    "CACHE_FORMAT_VERSION",
+    "Cache",
+    "CleanReport",
+    "Corrupt",
+    "Entry",
+    "KeyLock",
+    "KeyRecord",
+    "Reason",
+    "Unhashable",
+    "describe_changes",
+    "explain",
+    "hash_path",
+    "hash_value",
+    "pipeline_key",
+    "plan_keys",
+    "project_root",
+]

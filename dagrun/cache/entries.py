@@ -1,0 +1,340 @@
+"""The cache directory: entries committed by rename, checked in constant time.
+
+    <cache>/                          created 0700
+      entries/<k2>/<key>/             one committed entry
+          value.npy|.arrow|.pkl       the data (see codec.py)
+          meta.json                   kind, size, xxh3-128 checksum of the whole file,
+                                      digests of its first and last 4 KiB, stage, time
+      tmp/<key>.<pid>.<random>/       an entry being written
+      trash/                          entries being removed (renamed here, then deleted)
+      locks/<key>.lock                one flock per key (locks.py)
+      manifests/<pipeline>/<stage>.json   the last key components per pipeline and stage
+
+**Writes** fill a private ``tmp/`` directory (data fsynced, then metadata)
+and ``rename`` it to ``entries/<k2>/<key>``: a reader sees a whole entry or
+none. When two writers race, the second rename fails (the target exists)
+and the second writer keeps the first's entry, so concurrent runs sharing
+the directory never corrupt it.
+
+**Lookup** reads ``meta.json`` and at most 8 KiB of the data file: its size,
+the digests of its head and tail (header and footer) and the kind's magic
+bytes. Truncation or a damaged header/footer is reported as ``Corrupt``
+(the caller logs ``cache_corrupt``) and the entry is moved to ``trash/``,
+so the recomputed value can be stored. ``verify`` hashes whole files.
+A pickle entry is loaded only when the cache directory and the file belong
+to the current user (unpickling runs code).
+
+The last use of an entry is its ``meta.json`` mtime (touched on load);
+``clean`` removes entries unused for longer than a duration and then the
+least recently used until the cache fits a size.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import CacheCorrupt, CacheError
+from . import codec
+from .hashing import hash_bytes, hash_file
+from .locks import KeyLock
+from .plan import CACHE_FORMAT_VERSION, KeyRecord
+
+_EDGE = 4096  # bytes at each end of a data file whose digests a lookup checks
+_META_MAX = 1 << 20
+_STALE_TMP_S = 3600.0  # a tmp/ directory this old belongs to a writer that died
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A committed cache entry: small and picklable, so it can travel to a worker."""
+
+    key: str
+    path: str  # the data file
+    kind: str
+    size: int
+    checksum: str
+
+
+@dataclass(frozen=True)
+class Corrupt:
+    """A damaged entry found by ``lookup`` or ``verify``; treat it as a miss."""
+
+    key: str
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CleanReport:
+    """What ``clean`` removed and what it kept."""
+
+    removed: list[str] = field(default_factory=list)
+    freed_bytes: int = 0
+    kept: int = 0
+    kept_bytes: int = 0
+
+
+class Cache:
+    """Content-addressed stage results under one directory."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.root = Path(directory)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for sub in ("entries", "tmp", "trash", "locks", "manifests"):
+                (self.root / sub).mkdir(exist_ok=True, mode=0o700)
+        except OSError as exc:
+            msg = f"cannot use cache directory {str(self.root)!r}: {exc.strerror}"
+            raise CacheError(msg) from None
+
+    def _dir(self, key: str) -> Path:
+        return self.root / "entries" / key[:2] / key
+
+    # -- reading ----------------------------------------------------------
+
+    def lookup(self, key: str) -> Entry | Corrupt | None:
+        """The intact entry for ``key``, ``None`` if there is none, or ``Corrupt``."""
+        directory = self._dir(key)
+        try:
+            with open(directory / "meta.json", "rb") as f:
+                raw = f.read(_META_MAX)
+        except FileNotFoundError:
+            if directory.exists():
+                return self._damaged(key, directory, "its metadata is missing")
+            return None
+        try:
+            meta = json.loads(raw)
+            if meta["format"] != CACHE_FORMAT_VERSION or meta["key"] != key:
+                return self._damaged(key, directory, "metadata of another format or key")
+            return self._checked(key, directory, meta)
+        except (ValueError, KeyError, TypeError):
+            return self._damaged(key, directory, "its metadata does not parse")
+
+    def _checked(self, key: str, directory: Path, meta: dict[str, Any]) -> Entry | Corrupt:
+        kind = meta["kind"]
+        name, head_magic, tail_magic = codec.MAGIC[kind]
+        path = directory / name
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return self._damaged(key, directory, "its data file is missing")
+        try:
+            info = os.fstat(fd)
+            if info.st_size != meta["size"]:
+                why = f"truncated or resized: {info.st_size} bytes, {meta['size']} expected"
+                return self._damaged(key, directory, why)
+            head = os.pread(fd, _EDGE, 0)
+            tail = os.pread(fd, _EDGE, max(0, info.st_size - _EDGE))
+        finally:
+            os.close(fd)
+        if hash_bytes(head) != meta["head"] or not head.startswith(head_magic):
+            return self._damaged(key, directory, "its header is damaged")
+        if hash_bytes(tail) != meta["tail"] or not tail.endswith(tail_magic):
+            return self._damaged(key, directory, "its footer is damaged")
+        if kind == "pickle" and not self._own(info, directory):
+            # Not ours to delete either; just never unpickle it.
+            return Corrupt(key, str(path), "a pickle entry owned by another user; not loaded")
+        return Entry(key, str(path), kind, meta["size"], meta["checksum"])
+
+    def _own(self, info: os.stat_result, directory: Path) -> bool:
+        me = os.geteuid()
+        return info.st_uid == me and all(
+            p.stat().st_uid == me for p in (directory, self.root)
+        )
+
+    def _damaged(self, key: str, directory: Path, reason: str) -> Corrupt:
+        self._discard(directory)
+        return Corrupt(key, str(directory), reason)
+
+    def load(self, entry: Entry) -> Any:
+        """The entry's value: memory-mapped and read-only for arrays and tables."""
+        directory = Path(entry.path).parent
+        try:
+            with open(directory / "meta.json", "rb") as f:
+                meta = json.loads(f.read(_META_MAX))
+            value = codec.read(Path(entry.path), entry.kind, meta)
+        except Exception as exc:  # noqa: BLE001 - any decoding failure means damage
+            self._discard(directory)
+            raise CacheCorrupt(entry.path, f"{type(exc).__name__}: {exc}") from None
+        try:
+            os.utime(directory / "meta.json")  # last use, for clean's LRU order
+        except OSError:
+            pass
+        return value
+
+    # -- writing ----------------------------------------------------------
+
+    def write(self, key: str, value: Any, stage: str = "") -> Entry:
+        """Store ``value`` under ``key`` atomically; returns the entry (possibly a racer's)."""
+        kind = codec.kind_of(value)
+        name = codec.MAGIC[kind][0]
+        tmp = self.root / "tmp" / f"{key}.{os.getpid()}.{secrets.token_hex(4)}"
+        tmp.mkdir(mode=0o700)
+        try:
+            data = tmp / name
+            extra = codec.write(data, kind, value)
+            size = data.stat().st_size
+            with open(data, "rb") as f:
+                head = f.read(_EDGE)
+                f.seek(max(0, size - _EDGE))
+                tail = f.read(_EDGE)
+            meta = {
+                "format": CACHE_FORMAT_VERSION,
+                "key": key,
+                "kind": kind,
+                "size": size,
+                "checksum": hash_file(data),
+                "head": hash_bytes(head),
+                "tail": hash_bytes(tail),
+                "stage": stage,
+                "created": time.time(),
+                **extra,
+            }
+            _write_synced(tmp / "meta.json", json.dumps(meta).encode())
+            final = self._dir(key)
+            final.parent.mkdir(exist_ok=True, mode=0o700)
+            for _ in range(2):
+                try:
+                    os.rename(tmp, final)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                        raise
+                existing = self.lookup(key)  # a racer committed first (or it is damaged)
+                if isinstance(existing, Entry):
+                    return existing
+            else:
+                msg = f"cannot store the result of stage {stage!r} in {str(final)!r}"
+                raise CacheError(msg)
+            _fsync_dir(final.parent)
+            return Entry(key, str(final / name), kind, size, meta["checksum"])
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    # -- locks and manifests ---------------------------------------------
+
+    def lock(self, key: str) -> KeyLock:
+        """A context manager that holds ``key``'s lock (blocking until it is free)."""
+        return KeyLock(self.root / "locks" / f"{key}.lock")
+
+    def try_lock(self, key: str) -> KeyLock | None:
+        """``key``'s lock, held, or None at once if another process holds it."""
+        lock = KeyLock(self.root / "locks" / f"{key}.lock")
+        return lock if lock.acquire(blocking=False) else None
+
+    def _manifest(self, pipeline: str, stage: str) -> Path:
+        return self.root / "manifests" / hash_bytes(pipeline.encode())[:16] / (
+            hash_bytes(stage.encode())[:16] + ".json"
+        )
+
+    def record(self, pipeline: str, stage: str, rec: KeyRecord) -> None:
+        """Remember ``rec`` as the last key of ``stage`` in ``pipeline`` (for explain)."""
+        path = self._manifest(pipeline, stage)
+        path.parent.mkdir(exist_ok=True, mode=0o700)
+        body = {"pipeline": pipeline, "stage": stage, "key": rec.key,
+                "components": rec.components, "recorded": time.time()}
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        tmp.write_text(json.dumps(body))
+        os.replace(tmp, path)
+
+    def previous(self, pipeline: str, stage: str) -> KeyRecord | None:
+        """The last recorded key of ``stage`` in ``pipeline``, or None."""
+        try:
+            body = json.loads(self._manifest(pipeline, stage).read_text())
+            return KeyRecord(body["key"], body["components"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    # -- maintenance ------------------------------------------------------
+
+    def entries(self) -> list[tuple[str, Path, float, int]]:
+        """Every committed entry as (key, directory, last use, bytes), least recent first."""
+        found = []
+        for directory in (self.root / "entries").glob("*/*"):
+            try:
+                used = (directory / "meta.json").stat().st_mtime
+                size = sum(p.stat().st_size for p in directory.iterdir())
+            except OSError:
+                used, size = 0.0, 0
+            found.append((directory.name, directory, used, size))
+        return sorted(found, key=lambda item: item[2])
+
+    def clean(self, older_than: float | None = None, max_size: int | None = None) -> CleanReport:
+        """Remove entries unused for ``older_than`` seconds, then LRU ones beyond ``max_size``."""
+        now = time.time()
+        removed, freed = [], 0
+        kept = self.entries()
+        if older_than is not None:
+            old = [e for e in kept if now - e[2] > older_than]
+            kept = [e for e in kept if now - e[2] <= older_than]
+            for _, directory, _, size in old:
+                self._discard(directory)
+                removed.append(str(directory))
+                freed += size
+        total = sum(e[3] for e in kept)
+        while max_size is not None and kept and total > max_size:
+            _, directory, _, size = kept.pop(0)
+            self._discard(directory)
+            removed.append(str(directory))
+            freed += size
+            total -= size
+        for stale in (self.root / "tmp").iterdir():
+            try:
+                if now - stale.stat().st_mtime > _STALE_TMP_S:
+                    shutil.rmtree(stale, ignore_errors=True)
+            except OSError:
+                pass
+        shutil.rmtree(self.root / "trash", ignore_errors=True)
+        (self.root / "trash").mkdir(exist_ok=True, mode=0o700)
+        return CleanReport(removed, freed, len(kept), total)
+
+    def clear(self) -> CleanReport:
+        """Remove every entry and manifest."""
+        report = self.clean(older_than=-1.0)
+        shutil.rmtree(self.root / "manifests", ignore_errors=True)
+        (self.root / "manifests").mkdir(exist_ok=True, mode=0o700)
+        return report
+
+    def verify(self) -> list[Corrupt]:
+        """Hash every entry in full; remove and return the damaged ones."""
+        bad: list[Corrupt] = []
+        for key, directory, _, _ in self.entries():
+            found = self.lookup(key)
+            if isinstance(found, Corrupt):
+                bad.append(found)
+            elif found is not None and hash_file(found.path) != found.checksum:
+                bad.append(self._damaged(key, directory, "its checksum does not match"))
+        return bad
+
+    def _discard(self, directory: Path) -> None:
+        # Rename first so no reader ever sees a half-deleted entry.
+        target = self.root / "trash" / f"{directory.name}.{os.getpid()}.{secrets.token_hex(4)}"
+        try:
+            os.rename(directory, target)
+        except OSError:
+            return
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
