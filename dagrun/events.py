@@ -1,13 +1,23 @@
-"""Structured events: one structlog logger per run, two sinks.
+"""Structured events: one structlog logger per run, a file and a console.
 
 Every event is a dict with ``event``, ``timestamp`` (ISO 8601, UTC),
 ``level`` and ``run_id`` plus the fields of SPEC section 5. The processor
 chain is built once per run (``structlog.wrap_logger``, so an application's
-own structlog configuration is left alone) and ends in ``_Sinks``, which
-writes each event as a JSON line to ``events.jsonl`` (flushed whenever the
-runner waits, so the file can be followed while the run goes on) and to the console, either
-as the same JSON or as a short human-readable line, with a live status line
-under the events when the console is a terminal.
+own structlog configuration is left alone) and is one processor long:
+``_Stamp`` stamps the level and the time. The logger at
+its end is the ``EventLog`` itself, which for each event
+
+- appends the dict to ``records`` (the run's summary is computed from them
+  at the end, so nothing is read back from disk);
+- writes it as a JSON line (orjson) to ``events.jsonl``, block-buffered and
+  flushed whenever the runner is about to wait, so the file is current
+  whenever nothing is happening and a burst of events costs one write;
+- hands it to the console: the same JSON line (``log_format="json"``, stdout
+  then carries JSON lines only), or a ``console.PlainConsole`` (off a
+  terminal) or ``console.LiveView`` (on one) for people. ``quiet`` keeps
+  errors and the final line only.
+
+``render_console`` is the one place an event becomes a human-readable line.
 """
 
 from __future__ import annotations
@@ -16,8 +26,9 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
+import orjson
 import structlog
 
 from .executors.oom import format_bytes
@@ -29,70 +40,142 @@ _GLYPH = {
     "task_retrying": "↻",
     "task_skipped": "·",
 }
+_JSON_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+# Control characters other than newline and tab (a stage's "\r" progress, colour codes) are
+# dropped from what the console shows, so a log file stays plain text.
+_CONTROL = dict.fromkeys(c for c in range(32) if c not in (9, 10)) | {127: None}
 
 
-class _Progress:
-    """The live status line shown under the events on a terminal."""
+class Console(Protocol):
+    """Where events go for people: ``console.PlainConsole`` or ``console.LiveView``."""
+
+    def write(self, event: dict[str, Any]) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class _JsonConsole:
+    def __init__(self, stream: IO[str], quiet: bool) -> None:
+        self.stream = stream
+        self.quiet = quiet
+
+    def write_line(self, event: dict[str, Any], line: bytes) -> None:
+        if self.quiet:
+            from .console import shown_in_quiet
+
+            if not shown_in_quiet(event):
+                return
+        self.stream.write(line.decode())
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.flush()
+
+
+class _Stamp:
+    """The one processor: stamps the level and a UTC timestamp, in place.
+
+    The bound context already holds ``event``, ``timestamp``, ``level`` and
+    ``run_id`` in that order, so the common fields lead every line at no cost.
+    """
 
     def __init__(self) -> None:
-        self.total = self.done = self.failed = self.skipped = self.running = 0
-        self.started = time.monotonic()
+        self.second = -1
+        self.prefix = ""
 
-    def update(self, event: dict[str, Any]) -> None:
-        name = event.get("event")
-        if name == "run_started":
-            self.total = event.get("stages", 0)
-            self.started = time.monotonic()
-        elif name == "task_started":
-            self.running += 1
-        elif name in ("task_finished", "task_failed"):
-            self.running = max(0, self.running - 1)
-            if name == "task_failed" and event.get("level") == "error":
-                self.failed += 1
-        elif name == "task_skipped":
-            self.skipped += 1
-
-    def line(self, done_stages: int) -> str:
-        elapsed = time.monotonic() - self.started
-        return (
-            f"[{done_stages}/{self.total} stages done · {self.running} running · "
-            f"{self.failed} failed · {self.skipped} skipped · {elapsed:.1f} s]"
-        )
+    def __call__(self, _: Any, level: str, event: dict[str, Any]) -> Any:
+        now = time.time()
+        second = int(now)
+        if second != self.second:  # strftime once a second: the rest is string work
+            self.second = second
+            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        event["timestamp"] = f"{self.prefix}.{int((now - second) * 1e6):06d}Z"
+        event["level"] = level
+        return (event,), {}
 
 
-class _Sinks:
-    """The logger at the end of the chain: receives finished event dicts."""
+class EventLog:
+    """Writes a run's events; ``emit`` is the only entry point.
 
-    def __init__(self, file: IO[str], console: IO[str] | None, json_console: bool) -> None:
-        self.file = file
-        self.console = console
-        self.json_console = json_console
-        self.progress = _Progress() if _is_terminal(console) and not json_console else None
-        self.finished_stages: set[str] = set()
+    ``log_format`` is ``console`` (live view on a terminal, plain lines
+    elsewhere), ``json`` or ``none`` (the file only). ``live`` forces the
+    live view on or off (default: on when ``console`` is a terminal).
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        path: Path,
+        *,
+        log_format: str = "console",
+        console: IO[str] | None = None,
+        quiet: bool = False,
+        live: bool | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.path = path
+        self.records: list[dict[str, Any]] = []
+        self._file = open(path, "ab")  # noqa: SIM115 - closed in close()
+        stream = console if console is not None else sys.stdout
+        self._json: _JsonConsole | None = None
+        self._console: Console | None = None
+        if log_format == "json":
+            self._json = _JsonConsole(stream, quiet)
+        elif log_format != "none":
+            from .console import LiveView, PlainConsole
+
+            if live if live is not None else _is_terminal(stream):
+                self._console = LiveView(stream, quiet, force_terminal=bool(live))
+            else:
+                self._console = PlainConsole(stream, quiet)
+        self._log = structlog.wrap_logger(
+            self, processors=[_Stamp()], wrapper_class=structlog.BoundLogger, context_class=dict,
+        ).bind(event=None, timestamp=None, level=None, run_id=run_id)  # bound once, not per call
+        self._closed = False
+
+    def emit(self, event: str, level: str = "info", **fields: Any) -> None:
+        """Write one event now."""
+        getattr(self._log, level)(event, **fields)
 
     def _write(self, event: dict[str, Any]) -> None:
-        line = json.dumps(event, default=str, separators=(",", ":"))
-        self.file.write(line + "\n")
-        if self.console is None:
-            return
-        if self.progress is None:
-            self.console.write(line + "\n" if self.json_console else render_console(event))
-            return
-        # On a terminal: the event above, the status line redrawn below it.
-        self.progress.update(event)
-        if event.get("event") == "task_finished" and event.get("batch") is None:
-            self.finished_stages.add(event["stage"])
-        status = "" if event.get("event") == "run_finished" else self.progress.line(
-            len(self.finished_stages)
-        )
-        self.console.write(f"\r\x1b[K{render_console(event)}{status}")
+        self.records.append(event)
+        line = encode(event)
+        self._file.write(line)
+        if self._json is not None:
+            self._json.write_line(event, line)
+        elif self._console is not None:
+            self._console.write(event)
 
     info = warning = error = debug = critical = msg = _write
 
     def flush(self) -> None:
-        self.file.flush()
-        if self.console is not None:
-            self.console.flush()
+        """Push every event written so far to the file and the console."""
+        self._file.flush()
+        sink = self._json or self._console
+        if sink is not None:
+            sink.flush()
+
+    def close(self) -> None:
+        """Flush, stop the live view and close the file (a second call does nothing)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            sink = self._json or self._console
+            if sink is not None:
+                sink.close()
+        finally:
+            self._file.close()
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    """One JSON line (orjson; the standard library for what orjson refuses, e.g. huge ints)."""
+    try:
+        return orjson.dumps(event, default=str, option=_JSON_OPTIONS)
+    except TypeError:
+        return (json.dumps(event, default=str, separators=(",", ":")) + "\n").encode()
 
 
 def _is_terminal(stream: IO[str] | None) -> bool:
@@ -102,91 +185,60 @@ def _is_terminal(stream: IO[str] | None) -> bool:
         return False
 
 
-def _as_args(_: Any, __: str, event: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    return (event,), {}
-
-
-class EventLog:
-    """Writes a run's events; ``emit`` is the only entry point."""
-
-    def __init__(
-        self,
-        run_id: str,
-        path: Path,
-        *,
-        log_format: str = "console",
-        console: IO[str] | None = None,
-    ) -> None:
-        self.path = path
-        # Block-buffered, flushed by ``flush`` whenever the runner is about to
-        # wait: the file is current whenever nothing is happening, and a burst of
-        # events costs one write instead of one per line.
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        stream = console if console is not None else sys.stdout
-        sinks = _Sinks(self._file, None if log_format == "none" else stream, log_format == "json")
-        self._sinks = sinks
-        self._log = structlog.wrap_logger(
-            sinks,
-            processors=[
-                structlog.processors.add_log_level,
-                structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
-                _as_args,
-            ],
-            wrapper_class=structlog.BoundLogger,
-            context_class=dict,
-        ).bind(run_id=run_id)
-
-    def emit(self, event: str, level: str = "info", **fields: Any) -> None:
-        """Write one event now."""
-        getattr(self._log, level)(event, **fields)
-
-    def flush(self) -> None:
-        """Push every event written so far to the file and the console."""
-        self._sinks.flush()
-
-    def close(self) -> None:
-        self.flush()
-        self._file.close()
+def clean(text: Any) -> str:
+    """``text`` without control characters other than newline and tab."""
+    return str(text).translate(_CONTROL)
 
 
 def render_console(event: dict[str, Any]) -> str:
     """One short human-readable line (more for a failure) for the console."""
     name = event.get("event", "")
     clock = str(event.get("timestamp", ""))[11:19]
-    stage = event.get("stage", "")
-    if "batch" in event and event["batch"] is not None:
+    stage = clean(event.get("stage", ""))
+    if event.get("batch") is not None:
         stage = f"{stage}[{event['batch']}]"
     glyph = _GLYPH.get(name)
+    if name == "task_log":
+        level = str(event.get("level") or "info")
+        tag = f"{level.upper()} " if level not in ("info", "debug") else ""
+        lines = clean(event.get("message", "")).rstrip("\n").splitlines() or [""]
+        return "".join(f"  [{stage}] {tag}{line}\n" for line in lines)
     if name == "task_started":
-        attempt, pid = event["attempt"], event["worker_pid"]
-        return f"{clock} {glyph} {stage} started (attempt {attempt}, pid {pid})\n"
+        where = event.get("worker_pid")
+        where = f"pid {where}" if where is not None else clean(event.get("worker", "?"))
+        return f"{clock} {glyph} {stage} started (attempt {event.get('attempt')}, {where})\n"
     if name == "task_finished":
-        size = format_bytes(event.get("output_bytes", 0))
+        size = format_bytes(event.get("output_bytes") or 0)
+        cached = " (cached)" if event.get("cached") else ""
         return (
-            f"{clock} {glyph} {stage} finished in {event['wall_s']:.3f} s "
-            f"(cpu {event['cpu_s']:.3f} s, peak {format_bytes(event['max_rss_bytes'])}, "
+            f"{clock} {glyph} {stage} finished in {event.get('wall_s', 0):.3f} s{cached} "
+            f"(cpu {event.get('cpu_s', 0):.3f} s, peak "
+            f"{format_bytes(event.get('max_rss_bytes') or 0)}, "
             f"out {size} via {event.get('transport') or '-'})\n"
         )
     if name == "task_failed":
-        head = f"{clock} {glyph} {stage} failed (attempt {event['attempt']}): "
-        head += f"{event['error_type']}: {event['error']}\n"
-        tb = event.get("traceback") or ""
+        head = f"{clock} {glyph} {stage} failed (attempt {event.get('attempt')}): "
+        head += f"{clean(event.get('error_type'))}: {clean(event.get('error'))}\n"
+        if event.get("level") == "warning":  # retried: the traceback is shown if it fails for good
+            return head
+        tb = clean(event.get("traceback") or "")
         return head + "".join(f"    {line}\n" for line in tb.rstrip().splitlines())
     if name == "task_retrying":
-        return f"{clock} {glyph} {stage} retrying in {event['delay_s']:.2f} s\n"
+        return (f"{clock} {glyph} {stage} retrying (attempt {event.get('attempt')}) in "
+                f"{event.get('delay_s', 0):.2f} s\n")
     if name == "task_skipped":
-        return f"{clock} {glyph} {stage} skipped ({event['reason']})\n"
+        return f"{clock} {glyph} {stage} skipped ({event.get('reason')})\n"
     if name == "run_started":
         return (
-            f"{clock} run {event['run_id']}: {event['pipeline']}, {event['stages']} stages, "
-            f"{event['workers']} workers ({event['executor']})\n"
+            f"{clock} run {event['run_id']}: {event.get('pipeline')}, {event.get('stages')} "
+            f"stages, {event.get('workers')} workers ({event.get('executor')})\n"
         )
     if name == "run_finished":
         return (
-            f"{clock} run {event['status']} in {event['wall_s']:.2f} s: "
-            f"{event['succeeded']} succeeded, {event['failed']} failed, "
-            f"{event['skipped']} skipped\n"
+            f"{clock} run {event.get('status')} in {event.get('wall_s', 0):.2f} s: "
+            f"{event.get('succeeded')} succeeded, {event.get('failed')} failed, "
+            f"{event.get('skipped')} skipped\n"
         )
-    extra = " ".join(f"{k}={v}" for k, v in event.items() if k not in {"event", "timestamp"})
+    skip = {"event", "timestamp", "level", "run_id"}
+    extra = " ".join(f"{k}={clean(v)}" for k, v in event.items() if k not in skip)
     return f"{clock} {name} {extra}\n"
-
