@@ -1,22 +1,56 @@
 """The ``dagrun`` command: parse, call the library, map errors to exit codes.
 
-Exit codes (``exit_code_for`` is the one place that maps them):
+Exit codes are mapped in one place, ``cli_options.exit_code_for``:
 0 success · 1 a stage failed · 2 invalid usage or pipeline (nothing ran) ·
-3 another run holds the pipeline's lock · 130 / 143 interrupted (SIGINT / SIGTERM).
-Heavy imports happen inside the commands, so ``dagrun --help`` stays fast.
+3 another run holds the pipeline's lock · 124 the run passed --max-runtime ·
+130 / 143 interrupted (SIGINT / SIGTERM). The options ``run``, ``schedule``
+and ``backfill`` share live in ``cli_options``; ``schedule`` and ``backfill``
+in ``cli_jobs``. Heavy imports happen inside the commands, so
+``dagrun --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from .errors import DagrunError, Interrupted, LockHeldError, UsageError
+from .cli_jobs import backfill_command, schedule_command
+from .cli_options import (
+    AddressOpt,
+    CacheDirOpt,
+    ExecutorOpt,
+    ForceOpt,
+    KeepGoingOpt,
+    LogFormatOpt,
+    MaxRuntimeOpt,
+    MaxTasksOpt,
+    MemoryOpt,
+    NoCacheOpt,
+    ParamOpt,
+    ParamsFileOpt,
+    PipelineArg,
+    QuietOpt,
+    StartMethodOpt,
+    StateDirOpt,
+    TargetOpt,
+    TimeoutOpt,
+    WaitOpt,
+    WorkersOpt,
+    exit_code_for,
+    fail,
+    parse_date_arg,
+    parse_params,
+    run_args,
+)
+from .errors import DagrunError, UsageError
+
+__all__ = ["app", "exit_code_for", "main"]
 
 app = typer.Typer(
     name="dagrun",
@@ -28,24 +62,8 @@ app = typer.Typer(
 )
 runs_app = typer.Typer(help="History of runs and their per-stage metrics.", no_args_is_help=False)
 app.add_typer(runs_app, name="runs")
-
-
-class Executor(StrEnum):
-    local = "local"
-    inline = "inline"
-    dask = "dask"
-    ray = "ray"
-
-
-class StartMethod(StrEnum):
-    fork = "fork"
-    forkserver = "forkserver"
-    spawn = "spawn"
-
-
-class LogFormat(StrEnum):
-    console = "console"
-    json = "json"
+app.command("schedule")(schedule_command)
+app.command("backfill")(backfill_command)
 
 
 class GraphFormat(StrEnum):
@@ -54,117 +72,82 @@ class GraphFormat(StrEnum):
     dot = "dot"
 
 
-PipelineArg = Annotated[str, typer.Argument(help="A pipeline .py file or an importable module.")]
-StateDirOpt = Annotated[
-    Path | None,
-    typer.Option(help="Where runs, cache and locks live [default: $DAGRUN_STATE_DIR or .dagrun]."),
-]
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"dagrun {__version__}")
+        raise typer.Exit(0)
 
 
-def exit_code_for(error: BaseException) -> int:
-    """The process exit code for an error that ended a command."""
-    if isinstance(error, Interrupted):
-        return 128 + error.signum
-    if isinstance(error, UsageError):
-        return 2
-    if isinstance(error, LockHeldError):
-        return 3
-    return 1
-
-
-def _fail(error: BaseException) -> typer.Exit:
-    typer.echo(f"dagrun: error: {error}", err=True)
-    return typer.Exit(exit_code_for(error))
-
-
-def _parse_params(items: list[str]) -> dict[str, str]:
-    params = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            msg = f"--param {item!r} is not NAME=VALUE; write e.g. --param scale=2.5"
-            raise UsageError(msg)
-        params[name.strip()] = value
-    return params
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Run Python data pipelines as a DAG on every core."""
 
 
 @app.command("run")
 def run_command(
     pipeline: PipelineArg,
-    workers: Annotated[
-        int | None, typer.Option("--workers", "-w", help="Worker processes [default: CPUs].")
-    ] = None,
-    executor: Annotated[Executor, typer.Option(help="Where tasks run.")] = Executor.local,
-    address: Annotated[str | None, typer.Option(help="Cluster scheduler address.")] = None,
-    param: Annotated[
-        list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE; repeatable.")
-    ] = None,
-    target: Annotated[
-        list[str] | None, typer.Option("--target", "-t", help="Stage to produce; repeatable.")
-    ] = None,
-    keep_going: Annotated[
-        bool, typer.Option(help="After a failure, still run every stage not downstream of it.")
-    ] = False,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Compute everything.")] = False,
-    force: Annotated[
-        list[str] | None, typer.Option(help="Re-run this stage and what is downstream.")
-    ] = None,
+    workers: WorkersOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    param: ParamOpt = None,
+    params_file: ParamsFileOpt = None,
+    target: TargetOpt = None,
+    keep_going: KeepGoingOpt = False,
+    no_cache: NoCacheOpt = False,
+    force: ForceOpt = None,
     state_dir: StateDirOpt = None,
-    log_format: Annotated[LogFormat, typer.Option(help="Console output.")] = LogFormat.console,
-    start_method: Annotated[
-        StartMethod | None, typer.Option(help="How worker processes start [default: platform's].")
+    cache_dir: CacheDirOpt = None,
+    log_format: LogFormatOpt = "console",
+    start_method: StartMethodOpt = None,
+    timeout: TimeoutOpt = None,
+    max_tasks_per_worker: MaxTasksOpt = None,
+    memory: MemoryOpt = None,
+    run_date: Annotated[
+        str | None, typer.Option(help="The logical date: YYYY-MM-DD or ISO date and time.")
     ] = None,
-    timeout: Annotated[
-        float | None, typer.Option(help="Default per-task timeout in seconds.")
-    ] = None,
-    max_tasks_per_worker: Annotated[
-        int | None, typer.Option(help="Replace a worker after this many tasks.")
-    ] = None,
-    wait: Annotated[
-        bool, typer.Option("--wait", help="If another run holds the lock, wait for it.")
-    ] = False,
+    max_runtime: MaxRuntimeOpt = None,
+    quiet: QuietOpt = False,
+    wait: WaitOpt = False,
 ) -> None:
     """Run a pipeline: every stage starts the moment its inputs are ready."""
     try:
-        if executor in (Executor.dask, Executor.ray):
-            msg = (
-                f"the {executor.value} executor is not available in this version; "
-                f"use --executor local or inline"
-            )
-            raise UsageError(msg)
-        if address is not None:
-            msg = "--address is only meaningful with --executor dask or ray"
-            raise UsageError(msg)
+        args = run_args(
+            pipeline, param=param, params_file=params_file, target=target, workers=workers,
+            executor=executor, address=address, keep_going=keep_going, no_cache=no_cache,
+            force=force, state_dir=state_dir, cache_dir=cache_dir, log_format=log_format,
+            start_method=start_method, timeout=timeout, max_tasks_per_worker=max_tasks_per_worker,
+            memory=memory, max_runtime=max_runtime, quiet=quiet, wait=wait,
+        )
+        day = parse_date_arg(run_date, "--run-date") if run_date is not None else None
         from .runner import run
 
-        result = run(
-            pipeline,
-            params=_parse_params(param or []),
-            targets=target or None,
-            workers=workers,
-            executor=executor.value,
-            start_method=start_method.value if start_method else None,
-            keep_going=keep_going,
-            state_dir=state_dir,
-            log_format=log_format.value,
-            timeout=timeout,
-            max_tasks_per_worker=max_tasks_per_worker,
-            force=force or (),
-            no_cache=no_cache,
-            wait=wait,
-        )
+        result = run(pipeline, **args.kwargs(day))
     except DagrunError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     with result:
-        if result.ok:
+        status = getattr(result, "status", "succeeded" if result.ok else "failed")
+        if status == "succeeded":
             return
-        failed = ", ".join(repr(s) for s in result.errors)
-        typer.echo(
-            f"dagrun: run {result.run_id} failed: stage {failed} failed (the traceback is "
-            f"above); events are in {result.events_path}",
-            err=True,
-        )
-        raise typer.Exit(1)
+        if status == "timed_out":
+            typer.echo(
+                f"dagrun: run {result.run_id} passed --max-runtime {max_runtime} and was "
+                f"stopped; events are in {result.events_path}",
+                err=True,
+            )
+        else:
+            failed = ", ".join(repr(s) for s in result.errors)
+            typer.echo(
+                f"dagrun: run {result.run_id} failed: stage {failed} failed (the traceback is "
+                f"above); events are in {result.events_path}",
+                err=True,
+            )
+        raise typer.Exit(exit_code_for(status))
 
 
 @app.command("validate")
@@ -215,51 +198,103 @@ def graph_command(
 
 
 @runs_app.callback(invoke_without_command=True)
-def runs_command(ctx: typer.Context, state_dir: StateDirOpt = None) -> None:
+def runs_command(
+    ctx: typer.Context,
+    state_dir: StateDirOpt = None,
+    status: Annotated[
+        str | None,
+        typer.Option(help="Only runs with this status: succeeded, failed, interrupted, "
+                          "timed_out, running, lost."),
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Only runs started on or after YYYY-MM-DD.")]
+    = None,
+    pipeline: Annotated[str | None, typer.Option(help="Only runs of this pipeline.")] = None,
+) -> None:
     """List past runs, newest first."""
     if ctx.invoked_subcommand is not None:
         return
-    from .history import list_runs
+    from .history import STATUSES, list_runs
 
-    typer.echo(list_runs(_state_dir(state_dir)), nl=False)
+    try:
+        if status is not None and status not in STATUSES:
+            msg = f"--status {status!r} is unknown; choose one of: {', '.join(STATUSES)}"
+            raise UsageError(msg)
+        day = parse_date_arg(since, "--since") if since is not None else None
+        if isinstance(day, datetime):
+            day = day.date()
+        typer.echo(list_runs(_state_dir(state_dir), status=status, since=day, pipeline=pipeline),
+                   nl=False)
+    except DagrunError as exc:
+        raise fail(exc) from None
 
 
 @runs_app.command("show")
-def runs_show_command(run_id: str, state_dir: StateDirOpt = None) -> None:
-    """Show one run's per-stage metrics."""
+def runs_show_command(
+    run_id: Annotated[str, typer.Argument(help="A run id, or a unique prefix of one.")],
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Show one run: parameters, run date, stages from the cache, per-stage metrics."""
     from .history import show_run
 
     try:
         typer.echo(show_run(_state_dir(state_dir), run_id), nl=False)
     except DagrunError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
 
 @app.command("clean")
 def clean_command(
     state_dir: StateDirOpt = None,
-    runs: Annotated[bool, typer.Option("--runs", help="Also delete the run history.")] = False,
+    runs: Annotated[
+        bool, typer.Option("--runs", help="Also delete run history (see --older-than).")
+    ] = False,
+    older_than: Annotated[
+        str | None, typer.Option(help="With --runs: only runs started longer ago (30d, 12h).")
+    ] = None,
 ) -> None:
     """Remove cache, orphaned shared memory (of runs whose driver is gone) and spill files."""
     import shutil
 
     from .store import clean_orphans
 
-    state = _state_dir(state_dir)
-    removed = clean_orphans(state, os.environ.get("DAGRUN_SHM_DIR", "/dev/shm"))
-    for sub in ["cache", *(["runs"] if runs else [])]:
-        if (state / sub).exists():
-            shutil.rmtree(state / sub)
-            removed.append(str(state / sub))
+    try:
+        age = _age(older_than, runs)
+        state = _state_dir(state_dir)
+        removed = clean_orphans(state, os.environ.get("DAGRUN_SHM_DIR", "/dev/shm"))
+        if (state / "cache").exists():
+            shutil.rmtree(state / "cache")
+            removed.append(str(state / "cache"))
+        if runs:
+            from .jobs.retention import prune_runs
+
+            # --runs alone deletes the whole history (runs still going on are kept).
+            doomed = prune_runs(state, keep=0) if age is None else prune_runs(state, older_than=age)
+            removed += [str(p) for p in doomed]
+    except DagrunError as exc:
+        raise fail(exc) from None
     typer.echo(f"removed {len(removed)} item(s)")
     for item in removed:
         typer.echo(f"  {item}")
 
 
-def _state_dir(state_dir: Path | None) -> Path:
-    from .runner import default_state_dir
+def _age(older_than: str | None, runs: bool) -> float | None:
+    if older_than is None:
+        return None
+    from .units import parse_duration
 
-    return state_dir if state_dir is not None else default_state_dir()
+    if not runs:
+        msg = "--older-than applies to --runs; write e.g. `dagrun clean --runs --older-than 30d`"
+        raise UsageError(msg)
+    return parse_duration(older_than, "--older-than")
+
+
+def _state_dir(state_dir: Path | None) -> Path:
+    from .settings import Environment
+
+    if state_dir is not None and state_dir.exists() and not state_dir.is_dir():
+        msg = f"--state-dir {str(state_dir)!r} is a file, not a directory; name a directory"
+        raise fail(UsageError(msg))
+    return state_dir if state_dir is not None else Path(Environment.read().state_dir or ".dagrun")
 
 
 def _graph(pipeline: str, params: list[str] | None, targets: list[str] | None) -> Any:
@@ -267,9 +302,9 @@ def _graph(pipeline: str, params: list[str] | None, targets: list[str] | None) -
     from .loader import load
 
     try:
-        return build_graph(load(pipeline), _parse_params(params or []), targets)
+        return build_graph(load(pipeline), parse_params(params or []), targets)
     except DagrunError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
 
 def main() -> None:
