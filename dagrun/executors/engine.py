@@ -1,0 +1,335 @@
+"""The driver's half of the Dask and Ray executors: bookkeeping both engines share.
+
+State, all keyed by the task's engine key (``task_key``: run id, stage,
+batch, attempt; also the ``RemoteRef.key`` of its result):
+
+    _running   key -> _Task(spec, holder, meta, deadline): submitted, no outcome yet
+    _values    key -> holder: results the runner still references (``release`` drops one)
+    _done      keys whose ``meta`` completed, filled by the engine's callback thread
+    _pipe      the callback writes a byte here, so ``wait`` blocks in one ``select`` on
+               this pipe and the runner's wake fd, bounded by the nearest task deadline
+
+An engine subclass supplies ``_launch`` (submit ``remote.run_task``, giving the
+value's holder and the ``Report``'s ``meta``), ``_when_done``, ``_report``,
+``_crash``, ``_cancel``, ``_fetch``, ``_drop``, ``_put`` and ``_stop``. A task
+past its ``timeout`` is reported as a ``StageTimeout`` and then cancelled;
+what a cancel can stop is the engine's (see its module).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import select
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from .. import store
+from ..errors import StoreError, UsageError
+from ..store import Decoded
+from .base import (
+    Batched,
+    ErrorInfo,
+    Event,
+    ExecutorContext,
+    RemoteRef,
+    Started,
+    TaskLog,
+    TaskMetrics,
+    TaskOutcome,
+    TaskSpec,
+)
+from .remote import Call, Report, versions
+from .worker import error_info
+
+
+@dataclass
+class _Task:
+    spec: TaskSpec
+    holder: Any  # the engine's object behind the value
+    meta: Any  # the engine's object behind the Report
+    deadline: float | None
+
+
+def task_key(run_id: str, spec: TaskSpec) -> str:
+    """The engine key of one attempt: the same task, attempt and run give the same key."""
+    batch = "" if spec.key.batch is None else f"-{spec.key.batch}"
+    return f"dagrun-{run_id}-{spec.key.stage}{batch}-{spec.attempt}"
+
+
+class EngineExecutor:
+    """Submits ``run_task`` to an engine and turns completions into the runner's events."""
+
+    name = "engine"
+    unbox = False  # whether task arguments arrive as (value, Report) pairs
+    cancel_note = "it was cancelled on the engine"
+
+    def __init__(self, context: ExecutorContext) -> None:
+        self.context = context
+        self.run_id = context.config.run_id
+        self.workers = context.workers
+        pickle_by_value(context.sources)
+        self._blobs: dict[str, bytes] = {}
+        self._resources = {n: cloudpickle.dumps(f) for n, f in context.resources.items()}
+        self._running: dict[str, _Task] = {}
+        self._values: dict[str, Any] = {}
+        self._done: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._pipe = os.pipe()
+        for fd in self._pipe:
+            os.set_blocking(fd, False)
+        self._events: list[Event] = []
+        self._closed = False
+
+    # -- protocol --------------------------------------------------------
+    def free_slots(self) -> int:
+        return max(0, self.workers - len(self._running))
+
+    def chain(self, spec: TaskSpec) -> bool:
+        return False  # the engine places tasks itself
+
+    def submit(self, spec: TaskSpec) -> int | str | None:
+        key = task_key(self.run_id, spec)
+        stage = spec.key.stage
+        try:
+            args: list[Any] = []
+            layout = []
+            for param, output in spec.inputs.items():
+                refs = output.handles if isinstance(output, Batched) else (output,)
+                args.extend(self._holder(ref, stage) for ref in refs)
+                layout.append((param, len(refs), isinstance(output, Batched),
+                               isinstance(output, Batched) and output.concat))
+            if stage not in self._blobs:
+                self._blobs[stage] = cloudpickle.dumps(self.context.funcs[stage])
+            wanted = set(spec.resources.values())
+            call = Call(self.run_id, replace(spec, inputs={}), self._blobs[stage],
+                        tuple((n, b) for n, b in self._resources.items() if n in wanted),
+                        tuple(layout), self.unbox, self._where())
+            holder, meta = self._launch(key, call, args)
+        except Exception as exc:  # noqa: BLE001 - e.g. a parameter that does not pickle
+            exc.add_note(f"while handing stage {stage!r} to {self.name}")
+            info = error_info(exc, stage)
+            self._events.append(TaskOutcome(spec.key, spec.attempt, None, info,
+                                            TaskMetrics(os.getpid())))
+            return os.getpid()
+        deadline = time.monotonic() + spec.timeout if spec.timeout else None
+        self._running[key] = _Task(spec, holder, meta, deadline)
+        self._when_done(meta, lambda *_: self._notify(key))
+        return None
+
+    def wait(self, timeout: float | None, wake: int | None = None) -> list[Event]:
+        if not self._events and self._done.empty():
+            self._block(timeout, wake)
+        self._collect()
+        self._expire()
+        events, self._events = self._events, []
+        return events
+
+    def release(self, ref: Any) -> None:
+        holder = self._values.pop(getattr(ref, "key", None), None)
+        if holder is not None:
+            self._drop(holder)
+
+    def read(self, ref: Any, stage: str) -> Decoded:
+        if not isinstance(ref, RemoteRef):
+            return store.decode(ref, self.context.config, stage)
+        if ref.key not in self._values:
+            msg = f"the result of stage {stage!r} is no longer held by {self.name}"
+            raise StoreError(msg)
+        return Decoded(self._fetch(self._values[ref.key]))
+
+    def notice(self, ref: Any) -> str | None:
+        return None  # the engine keeps values; dagrun's shared memory is not used
+
+    def shutdown(self, *, cancel: bool = False) -> None:
+        if cancel and self._running:
+            tasks = list(self._running.values())
+            self._running.clear()
+            with contextlib.suppress(Exception):
+                self._cancel([o for t in tasks for o in (t.holder, t.meta)])
+
+    def kill_all(self) -> None:
+        self._running.clear()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.shutdown(cancel=True)
+        for holder in self._values.values():
+            with contextlib.suppress(Exception):
+                self._drop(holder)
+        self._values.clear()
+        try:
+            self._stop()
+        finally:
+            for fd in self._pipe:
+                os.close(fd)
+
+    # -- internals -------------------------------------------------------
+    def _holder(self, ref: Any, stage: str) -> Any:
+        if isinstance(ref, RemoteRef):
+            return self._values[ref.key]
+        decoded = store.decode(ref, self.context.config, stage)  # e.g. read from the cache
+        try:
+            return self._put((decoded.value, None) if self.unbox else decoded.value)
+        finally:
+            decoded.close()
+
+    def _notify(self, key: str) -> None:
+        self._done.put(key)
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._pipe[1], b"x")
+
+    def _block(self, timeout: float | None, wake: int | None) -> None:
+        deadlines = [t.deadline for t in self._running.values() if t.deadline is not None]
+        if deadlines:
+            until = max(0.0, min(deadlines) - time.monotonic())
+            timeout = until if timeout is None else min(timeout, until)
+        if not self._running and timeout is None and wake is None:
+            return
+        fds = [self._pipe[0]] if wake is None else [self._pipe[0], wake]
+        select.select(fds, [], [], timeout)
+        with contextlib.suppress(BlockingIOError):
+            os.read(self._pipe[0], 4096)
+
+    def _collect(self) -> None:
+        while not self._done.empty():
+            key = self._done.get()
+            task = self._running.pop(key, None)
+            if task is not None:  # else timed out or cancelled meanwhile
+                self._finish(key, task)
+
+    def _finish(self, key: str, task: _Task) -> None:
+        spec = task.spec
+        try:
+            report: Report = self._report(task.meta)
+        except BaseException as exc:  # noqa: BLE001 - the engine lost or refused the task
+            crash = self._crash(exc)
+            info = (ErrorInfo("crashed", "WorkerCrashed", crash) if crash is not None
+                    else error_info(exc, spec.key.stage))
+            self._drop(task.holder)
+            self._events.append(TaskOutcome(spec.key, spec.attempt, None, info,
+                                            TaskMetrics(os.getpid())))
+            return
+        metrics = replace(report.metrics, transport=self.name)
+        worker = metrics.worker or str(metrics.worker_pid)
+        self._events.append(Started(spec, worker, metrics.host))
+        self._events.extend(TaskLog(spec.key, spec.attempt, worker, stream, level, text)
+                            for stream, level, text in report.logs)
+        handle = None
+        if report.error is None:
+            handle = RemoteRef(key, self.name, report.nbytes, report.length)
+            self._values[key] = task.holder
+        else:
+            self._drop(task.holder)
+        self._events.append(TaskOutcome(spec.key, spec.attempt, handle, report.error, metrics))
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for key, task in list(self._running.items()):
+            if task.deadline is None or task.deadline > now:
+                continue
+            del self._running[key]
+            with contextlib.suppress(Exception):
+                self._cancel([task.holder, task.meta])
+            spec = task.spec
+            info = ErrorInfo("timeout", "StageTimeout",
+                             f"timed out after {spec.timeout:g} s; {self.cancel_note}")
+            self._events.append(TaskOutcome(spec.key, spec.attempt, None, info,
+                                            TaskMetrics(os.getpid())))
+
+    # -- the engine's part -----------------------------------------------
+    def _where(self) -> Callable[[], str]:
+        raise NotImplementedError
+
+    def _launch(self, key: str, call: Call, args: list[Any]) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def _when_done(self, meta: Any, callback: Callable[..., None]) -> None:
+        raise NotImplementedError
+
+    def _report(self, meta: Any) -> Report:
+        raise NotImplementedError
+
+    def _crash(self, exc: BaseException) -> str | None:
+        """How the engine lost a task's worker, in words; None when ``exc`` is no such loss."""
+        raise NotImplementedError
+
+    def _cancel(self, objs: list[Any]) -> None:
+        raise NotImplementedError
+
+    def _fetch(self, holder: Any) -> Any:
+        raise NotImplementedError
+
+    def _drop(self, holder: Any) -> None:
+        raise NotImplementedError
+
+    def _put(self, value: Any) -> Any:
+        raise NotImplementedError
+
+    def _stop(self) -> None:
+        raise NotImplementedError
+
+
+def check_versions(engine: str, found: Mapping[str, Mapping[str, str]]) -> None:
+    """Raise a ``UsageError`` naming every worker whose versions differ from the driver's."""
+    mine = versions()
+    problems = [
+        f"{worker}: " + ", ".join(f"{k} {v.get(k)} (driver {mine[k]})" for k in mine
+                                  if v.get(k) != mine[k])
+        for worker, v in sorted(found.items()) if any(v.get(k) != mine[k] for k in mine)
+    ]
+    if problems:
+        msg = (f"the {engine} workers run other versions than this driver: "
+               f"{'; '.join(problems)}; install the same Python, dagrun, numpy and pyarrow "
+               f"versions on the workers and the driver")
+        raise UsageError(msg)
+
+
+def demand(options: Any) -> dict[str, float]:
+    """What a stage declared it needs, as engine resource amounts; empty when nothing was."""
+    wanted = {"CPU": options.cpus if options.cpus != 1.0 else 0.0, "GPU": options.gpus,
+              "MEMORY": float(options.memory or 0), **dict(options.resources)}
+    return {k: float(v) for k, v in wanted.items() if v}
+
+
+def check_feasible(engine: str, needs: Mapping[str, Mapping[str, float]],
+                   workers: Mapping[str, Mapping[str, float]], hint: str) -> None:
+    """Raise a ``UsageError`` for each stage that no worker can ever satisfy."""
+    problems = []
+    for stage, need in sorted(needs.items()):
+        if need and not any(all(have.get(k, 0) >= v for k, v in need.items())
+                            for have in workers.values()):
+            asked = ", ".join(f"{k}={v:g}" for k, v in need.items())
+            problems.append(f"stage {stage!r} needs {asked}")
+    if problems:
+        offered = "; ".join(f"{w}: {dict(r) or 'nothing'}" for w, r in sorted(workers.items()))
+        msg = (f"no {engine} worker can ever run these stages: {'; '.join(problems)} "
+               f"(workers offer {offered or 'nothing: there are no workers'}); {hint}")
+        raise UsageError(msg)
+
+
+def pickle_by_value(sources: Sequence[Any]) -> None:
+    """Ship the pipeline's module, and modules beside it, by value to the engine's workers."""
+    for source in sources:
+        module = sys.modules.get(source.module)
+        if module is None or getattr(module, "__file__", None) is None:
+            continue
+        top = sys.modules.get(source.module.split(".")[0], module)
+        folder = Path(top.__file__ or "").resolve().parent
+        for name, other in list(sys.modules.items()):
+            path = getattr(other, "__file__", None)
+            if path and _local(Path(path).resolve(), folder) and name.split(".")[0] != "dagrun":
+                with contextlib.suppress(ValueError):
+                    cloudpickle.register_pickle_by_value(other)
+
+
+def _local(path: Path, folder: Path) -> bool:
+    return path.is_relative_to(folder) and "site-packages" not in path.parts
