@@ -7,7 +7,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 EXAMPLE ?= pipelines.images
 BENCH_ARGS ?=
 
-.PHONY: install run test bench lint clean
+.PHONY: install run test test-313 bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,28 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/dagrun run $(EXAMPLE)
 
+# The whole suite on Python 3.11 (every start method), then once more on Python 3.13
+# under its default start method, where a 3.13 interpreter is installed.
+PY313 ?= $(shell for p in $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13*/bin/python3.13 \
+                  $$(command -v python3.13); do \
+                  "$$p" -c '' 2>/dev/null && { echo "$$p"; break; }; done)
+VENV313 := .venv313
+STAMP313 := $(VENV313)/.installed-dev
+
 test: $(STAMP)
 	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory test-313
+
+$(STAMP313): pyproject.toml
+	test -x $(VENV313)/bin/python || $(PY313) -m venv $(VENV313)
+	$(VENV313)/bin/python -m pip install -q --upgrade pip
+	$(VENV313)/bin/python -m pip install -q -e '.[dev,dask]'
+	touch $@
+
+test-313:
+	@if [ -z "$(PY313)" ]; then echo "Python 3.13 is not installed here: the 3.13 pass is skipped"; \
+	else $(MAKE) --no-print-directory $(STAMP313) && \
+	DAGRUN_TEST_DEFAULT_METHOD=1 $(VENV313)/bin/python -m pytest -q; fi
 
 $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,bench]'
@@ -34,4 +54,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check dagrun tests pipelines
 
 clean:
-	rm -rf $(VENV) .dagrun .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV313) .dagrun .pytest_cache .ruff_cache

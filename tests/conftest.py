@@ -25,6 +25,27 @@ EXECUTORS = [
 ]
 
 
+_OTHER_METHODS = ("forkserver", "spawn")
+
+
+def pytest_collection_modifyitems(config, items):
+    """With DAGRUN_TEST_DEFAULT_METHOD set, run each test once, under the default start method.
+
+    The second interpreter's pass of ``make test`` uses it: the behaviour under
+    every start method is already covered by the first pass.
+    """
+    if not os.environ.get("DAGRUN_TEST_DEFAULT_METHOD"):
+        return
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        ident = callspec.id if callspec is not None else ""
+        (drop if any(m in ident.split("-") for m in _OTHER_METHODS) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 def shm_entries() -> set[str]:
     """Names in /dev/shm that belong to dagrun runs of this process or of drivers now gone.
 

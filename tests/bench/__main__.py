@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -35,6 +36,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, help="seconds per measurement (default 180; quick 40)")
     p.add_argument("--render", type=Path, metavar="JSON",
                    help="measure nothing: re-score a results JSON and rewrite its tables")
+    p.add_argument("--baseline", metavar="REF",
+                   help="also run dagrun as of this git commit (peer dagrun-base) in the "
+                        "overhead and parallel workloads: before and after in one run")
     p.add_argument("--workers", type=int, default=workloads.cores(),
                    help="worker processes per engine (default: usable CPUs)")
     return p.parse_args(argv)
@@ -56,6 +60,40 @@ def select(cases: list[workloads.Case], only: list[str], quick: bool) -> list[wo
         return any(w == c.workload or w == f"{c.workload}:{c.name}" for w in wanted)
 
     return [c for c in cases if keep(c)]
+
+
+def prepare_baseline(ref: str) -> Path:
+    """Check ``ref`` out beside the tree; return a directory holding only its ``dagrun``."""
+    import subprocess
+
+    sha = subprocess.run(["git", "rev-parse", "--short", ref], cwd=REPO, check=True,
+                         capture_output=True, text=True).stdout.strip()
+    tree = SCRATCH / f"base-{sha}"
+    if not tree.exists():
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), sha], cwd=REPO,
+                       check=True, capture_output=True)
+    site = SCRATCH / f"base-{sha}-site"
+    site.mkdir(parents=True, exist_ok=True)
+    link = site / "dagrun"
+    if not link.exists():
+        link.symlink_to(tree / "dagrun")
+    print(f"  baseline: dagrun at {sha} (peer dagrun-base)", flush=True)
+    return site
+
+
+def with_baseline(cases: list[workloads.Case]) -> list[workloads.Case]:
+    """The overhead and parallel cases with the ``dagrun-base`` peer beside ``dagrun``."""
+    import dataclasses
+
+    out = []
+    for case in cases:
+        if case.workload in ("overhead", "parallel"):
+            case = dataclasses.replace(
+                case, peers=(*case.peers, "dagrun-base"),
+                quick_peers=(*case.quick_peers, "dagrun-base") if case.quick_peers else (),
+            )
+        out.append(case)
+    return out
 
 
 def warm_up_memory(nbytes: int = 3 << 30) -> None:
@@ -119,6 +157,9 @@ def main(argv: list[str]) -> int:
         iterations = workloads.calibrate()
         print(f"  calibrated burn: {iterations} iterations ≈ 0.5 s", flush=True)
     cases = select(workloads.cases(iterations), args.only, args.quick)
+    if args.baseline:
+        os.environ["DAGRUN_BENCH_BASE"] = str(prepare_baseline(args.baseline))
+        cases = with_baseline(cases)
     if any(c.workload in ("handoff", "memory") for c in cases):
         warm_up_memory()
 

@@ -484,6 +484,30 @@ class DagrunShm(Dagrun):
         return None
 
 
+class DagrunBase(Dagrun):
+    """dagrun as it was at another commit (``--baseline REF``), side by side with this one.
+
+    The harness checks the commit out and names a directory holding only its
+    ``dagrun`` package in ``DAGRUN_BENCH_BASE``; it goes first on ``sys.path``
+    (and on ``PYTHONPATH``, for spawned workers) before dagrun is imported.
+    """
+
+    name = "dagrun-base"
+
+    def __enter__(self) -> Dagrun:
+        import sys
+
+        base = os.environ.get("DAGRUN_BENCH_BASE")
+        if not base:
+            raise Unavailable("no --baseline given")
+        if "dagrun" in sys.modules:
+            raise Unavailable("dagrun was imported before the baseline could be put first")
+        sys.path.insert(0, base)
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [base, os.environ.get(
+            "PYTHONPATH")]))
+        return super().__enter__()
+
+
 def run_options(run: Callable[..., Any]) -> dict[str, Any]:
     """Extra keyword arguments for ``dagrun.run``: turn the cache off where it can be."""
     import inspect
@@ -511,6 +535,7 @@ PEERS: dict[str, type[Peer]] = {
         Dagrun,
         DagrunEmpty,
         DagrunShm,
+        DagrunBase,
         SeedPool,
         Executor,
         NaiveShm,
