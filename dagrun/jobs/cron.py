@@ -133,9 +133,11 @@ def next_fires(cron: Cron, after: datetime, count: int) -> list[datetime]:
     return [next(times) for _ in range(count)]
 
 
-def ticks_between(cron: Cron, after: datetime, until: datetime) -> tuple[list[datetime], int]:
-    """Fire times in ``(after, until]``: the newest ``MAX_TICKS``, and how many were dropped."""
-    kept: deque[datetime] = deque(maxlen=MAX_TICKS)
+def ticks_between(
+    cron: Cron, after: datetime, until: datetime, limit: int = MAX_TICKS
+) -> tuple[list[datetime], int]:
+    """Fire times in ``(after, until]``: the newest ``limit``, and how many were dropped."""
+    kept: deque[datetime] = deque(maxlen=limit)
     total = 0
     for instant in fire_times(cron, after):
         if instant > until:
