@@ -13,10 +13,11 @@ The runner's part, per selected stage in order::
     if rec.volatile or forced: run it (and do not store a volatile result)
     else:
         found = cache.lookup(rec.key)        # constant time
-        Corrupt -> emit cache_corrupt(stage, path, reason); a miss
+        raises CacheCorrupt -> emit cache_corrupt(stage, path, reason); a miss
         Entry   -> task_skipped(reason="cached"); consumers get cache.load(entry)
         None    -> with cache.lock(rec.key): look up again, else run and
-                   cache.write(rec.key, value, stage=name)
+                   cache.write(rec.key, value, stage=name), or in the worker
+                   cache.target(rec.key, name).write(value)
     cache.record(pipeline_key(graph), name, rec)  # after the stage succeeded
 
 Downstream of a ``cache=False`` stage, call ``plan_keys(graph, outputs={stage:
@@ -25,7 +26,8 @@ value})`` once its value exists, so consumers are keyed by its content.
 
 from __future__ import annotations
 
-from .entries import Cache, CleanReport, Corrupt, Entry
+from ..errors import CacheCorrupt, UnhashableParameter
+from .entries import Cache, CacheTarget, CleanReport, Corrupt, Entry
 from .hashing import Unhashable, hash_path, hash_value
 from .locks import KeyLock
 from .plan import (
@@ -42,6 +44,8 @@ from .plan import (
 __all__ = [
     "CACHE_FORMAT_VERSION",
     "Cache",
+    "CacheCorrupt",
+    "CacheTarget",
     "CleanReport",
     "Corrupt",
     "Entry",
@@ -49,6 +53,7 @@ __all__ = [
     "KeyRecord",
     "Reason",
     "Unhashable",
+    "UnhashableParameter",
     "describe_changes",
     "explain",
     "hash_path",

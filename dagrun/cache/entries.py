@@ -63,13 +63,21 @@ class Entry:
     checksum: str
 
 
-@dataclass(frozen=True)
-class Corrupt:
-    """A damaged entry found by ``lookup`` or ``verify``; treat it as a miss."""
+# What ``lookup`` raises and ``verify`` returns for a damaged entry (``.path``, ``.reason``).
+Corrupt = CacheCorrupt
 
+
+@dataclass(frozen=True)
+class CacheTarget:
+    """Where a worker process stores one stage's result: picklable, opens the cache there."""
+
+    root: str
     key: str
-    path: str
-    reason: str
+    stage: str
+
+    def write(self, value: Any) -> Entry:
+        """Store ``value`` as this key's entry (atomic; a racer's entry wins)."""
+        return Cache(self.root).write(self.key, value, stage=self.stage)
 
 
 @dataclass(frozen=True)
@@ -100,49 +108,54 @@ class Cache:
 
     # -- reading ----------------------------------------------------------
 
-    def lookup(self, key: str) -> Entry | Corrupt | None:
-        """The intact entry for ``key``, ``None`` if there is none, or ``Corrupt``."""
+    def lookup(self, key: str) -> Entry | None:
+        """The intact entry for ``key`` or ``None``; raises ``CacheCorrupt`` for a damaged
+        one (already moved aside, so the recomputed value can be stored)."""
         directory = self._dir(key)
         try:
             with open(directory / "meta.json", "rb") as f:
                 raw = f.read(_META_MAX)
         except FileNotFoundError:
             if directory.exists():
-                return self._damaged(key, directory, "its metadata is missing")
+                raise self._damaged(key, directory, "its metadata is missing") from None
             return None
         try:
             meta = json.loads(raw)
             if meta["format"] != CACHE_FORMAT_VERSION or meta["key"] != key:
-                return self._damaged(key, directory, "metadata of another format or key")
-            return self._checked(key, directory, meta)
+                raise self._damaged(key, directory, "metadata of another format or key")
         except (ValueError, KeyError, TypeError):
-            return self._damaged(key, directory, "its metadata does not parse")
+            raise self._damaged(key, directory, "its metadata does not parse") from None
+        return self._checked(key, directory, meta)
 
-    def _checked(self, key: str, directory: Path, meta: dict[str, Any]) -> Entry | Corrupt:
-        kind = meta["kind"]
-        name, head_magic, tail_magic = codec.MAGIC[kind]
+    def _checked(self, key: str, directory: Path, meta: dict[str, Any]) -> Entry:
+        try:
+            kind = meta["kind"]
+            name, head_magic, tail_magic = codec.MAGIC[kind]
+            size, head_digest, tail_digest = int(meta["size"]), meta["head"], meta["tail"]
+        except (KeyError, TypeError, ValueError):
+            raise self._damaged(key, directory, "its metadata is incomplete") from None
         path = directory / name
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            return self._damaged(key, directory, "its data file is missing")
+            raise self._damaged(key, directory, "its data file is missing") from None
         try:
             info = os.fstat(fd)
-            if info.st_size != meta["size"]:
-                why = f"truncated or resized: {info.st_size} bytes, {meta['size']} expected"
-                return self._damaged(key, directory, why)
+            if info.st_size != size:
+                why = f"truncated or resized: {info.st_size} bytes, {size} expected"
+                raise self._damaged(key, directory, why)
             head = os.pread(fd, _EDGE, 0)
             tail = os.pread(fd, _EDGE, max(0, info.st_size - _EDGE))
         finally:
             os.close(fd)
-        if hash_bytes(head) != meta["head"] or not head.startswith(head_magic):
-            return self._damaged(key, directory, "its header is damaged")
-        if hash_bytes(tail) != meta["tail"] or not tail.endswith(tail_magic):
-            return self._damaged(key, directory, "its footer is damaged")
+        if hash_bytes(head) != head_digest or not head.startswith(head_magic):
+            raise self._damaged(key, directory, "its header is damaged")
+        if hash_bytes(tail) != tail_digest or not tail.endswith(tail_magic):
+            raise self._damaged(key, directory, "its footer is damaged")
         if kind == "pickle" and not self._own(info, directory):
             # Not ours to delete either; just never unpickle it.
-            return Corrupt(key, str(path), "a pickle entry owned by another user; not loaded")
-        return Entry(key, str(path), kind, meta["size"], meta["checksum"])
+            raise CacheCorrupt(str(path), "a pickle entry owned by another user; not loaded")
+        return Entry(key, str(path), kind, size, str(meta.get("checksum")))
 
     def _own(self, info: os.stat_result, directory: Path) -> bool:
         me = os.geteuid()
@@ -150,9 +163,9 @@ class Cache:
             p.stat().st_uid == me for p in (directory, self.root)
         )
 
-    def _damaged(self, key: str, directory: Path, reason: str) -> Corrupt:
+    def _damaged(self, key: str, directory: Path, reason: str) -> CacheCorrupt:
         self._discard(directory)
-        return Corrupt(key, str(directory), reason)
+        return CacheCorrupt(str(directory), reason)
 
     def load(self, entry: Entry) -> Any:
         """The entry's value: memory-mapped and read-only for arrays and tables."""
@@ -208,8 +221,11 @@ class Cache:
                 except OSError as exc:
                     if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                         raise
-                existing = self.lookup(key)  # a racer committed first (or it is damaged)
-                if isinstance(existing, Entry):
+                try:
+                    existing = self.lookup(key)  # a racer committed first
+                except CacheCorrupt:
+                    continue  # it was damaged and is now moved aside: rename again
+                if existing is not None:
                     return existing
             else:
                 msg = f"cannot store the result of stage {stage!r} in {str(final)!r}"
@@ -221,6 +237,10 @@ class Cache:
                 shutil.rmtree(tmp, ignore_errors=True)
 
     # -- locks and manifests ---------------------------------------------
+
+    def target(self, key: str, stage: str = "") -> CacheTarget:
+        """A picklable handle a worker process uses to store ``key``'s value."""
+        return CacheTarget(str(self.root), key, stage)
 
     def lock(self, key: str) -> KeyLock:
         """A context manager that holds ``key``'s lock (blocking until it is free)."""
@@ -304,14 +324,16 @@ class Cache:
         (self.root / "manifests").mkdir(exist_ok=True, mode=0o700)
         return report
 
-    def verify(self) -> list[Corrupt]:
+    def verify(self) -> list[CacheCorrupt]:
         """Hash every entry in full; remove and return the damaged ones."""
-        bad: list[Corrupt] = []
+        bad: list[CacheCorrupt] = []
         for key, directory, _, _ in self.entries():
-            found = self.lookup(key)
-            if isinstance(found, Corrupt):
-                bad.append(found)
-            elif found is not None and hash_file(found.path) != found.checksum:
+            try:
+                found = self.lookup(key)
+            except CacheCorrupt as exc:
+                bad.append(exc)
+                continue
+            if found is not None and hash_file(found.path) != found.checksum:
                 bad.append(self._damaged(key, directory, "its checksum does not match"))
         return bad
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UnhashableParameter
+from ..errors import CacheCorrupt, UnhashableParameter
 from ..graph import Graph
 from .fingerprint import PYTHON, closure, label_of
 from .hashing import Unhashable, hash_bytes, hash_path, hash_value
@@ -210,19 +210,24 @@ def explain(
             why = f"upstream {ups} runs every time (cache=False); its result decides"
             out[name] = Reason(name, True, why, notes)
             continue
-        entry = cache.lookup(rec.key)
-        if entry is not None and not hasattr(entry, "reason"):
+        damage = None
+        try:
+            entry = cache.lookup(rec.key)
+        except CacheCorrupt as exc:
+            entry, damage = None, exc.reason
+        if entry is not None:
             out[name] = Reason(name, False, "cached", notes)
             continue
         previous = cache.previous(pipeline, name)
         changes = [] if previous is None else describe_changes(previous.components, rec)
         running_up = [u for u in graph.upstream(name) if out.get(u) and out[u].would_run]
-        if entry is not None:
-            why = f"cache entry is damaged ({entry.reason}); it will be recomputed"
+        if damage is not None:
+            why = f"cache entry is damaged ({damage}); it will be recomputed"
         elif previous is None:
             why = "no cache entry (no earlier run recorded)"
         elif changes:
-            why = "; ".join(changes)
+            running = {f"input {u!r} changed": f"upstream {u!r} will run" for u in running_up}
+            why = "; ".join(running.get(change, change) for change in changes)
         elif running_up:
             why = f"upstream {', '.join(repr(u) for u in running_up)} will run"
         else:
