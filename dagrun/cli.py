@@ -48,6 +48,7 @@ from .cli_options import (
     parse_params,
     run_args,
 )
+from .cli_report import register as register_report
 from .errors import DagrunError, UsageError
 
 __all__ = ["app", "exit_code_for", "main"]
@@ -64,6 +65,7 @@ runs_app = typer.Typer(help="History of runs and their per-stage metrics.", no_a
 app.add_typer(runs_app, name="runs")
 app.command("schedule")(schedule_command)
 app.command("backfill")(backfill_command)
+register_report(app)
 
 
 class GraphFormat(StrEnum):
