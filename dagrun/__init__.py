@@ -30,6 +30,7 @@ __all__ = [
     "Pipeline",
     "PipelineLoadError",
     "RunResult",
+    "Secret",
     "StageFailed",
     "StageTimeout",
     "StoreError",
@@ -62,6 +63,7 @@ from .errors import (  # noqa: E402
     ValidationError,
     WorkerCrashed,
 )
+from .params import Secret  # noqa: E402
 from .pipeline import Pipeline  # noqa: E402
 from .resources import worker_init  # noqa: E402
 from .stage import bind, include, stage  # noqa: E402

@@ -15,15 +15,15 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
 
+from .checks import function_problems, option_problems, secret_names, value_problems
 from .errors import ValidationError
-from .params import ConversionError, annotations_of, convert
+from .params import MASK, ConversionError, annotations_of, convert, is_secret, plain
 from .pipeline import Pipeline
 from .resources import Resource, as_resource
 from .stage import Stage
@@ -79,7 +79,13 @@ def build_graph(
     fresh interpreter (``spawn``, ``forkserver``, clusters).
     """
     params = dict(params or {})
-    problems: list[str] = []
+    problems: list[str] = list(pipeline.problems)
+    if not pipeline.stages and not problems:
+        problems.append(
+            f"pipeline {pipeline.name!r} has no stages, so a run would do nothing; decorate "
+            f"its functions with @stage (or check that this is the pipeline's file: a "
+            f"package's module is named like `package.module`)"
+        )
     for name in pipeline.duplicates:
         problems.append(
             f"two different stages are named {name!r}; rename one with "
@@ -89,17 +95,32 @@ def build_graph(
     nodes: dict[str, Node] = {}
     resources: dict[str, Resource] = {}
     for record in pipeline:
-        problems.extend(_importability_problems(record, portable))
+        kind_problems = function_problems(record, portable)
+        problems.extend(kind_problems)
         node, node_problems = _resolve(record, pipeline, params, used_params, resources)
         problems.extend(node_problems)
         nodes[record.name] = node
-        problems.extend(_option_problems(node))
+        if not kind_problems:
+            mapped = node.inputs.get(record.options.map or "")
+            produced = _hints(pipeline[mapped]).get("return") if mapped in pipeline else None
+            problems.extend(option_problems(record, node.inputs, produced))
+            problems.extend(value_problems(record, node.params, secret_names(_hints(record))))
     for resource in resources.values():
         problems.extend(_resource_problems(resource, pipeline, portable))
 
     free = _free_parameter_names(nodes, pipeline)
     for key in params:
-        if key not in used_params:
+        if key in used_params:
+            continue
+        if key in nodes:
+            takers = sorted(n.name for n in nodes.values() if key in n.inputs.values())
+            by = f" (stage {', '.join(map(repr, takers))} takes it as an input)" if takers else ""
+            problems.append(
+                f"{key!r} is a stage, not a parameter{by}: a parameter named like a stage is "
+                f"always that stage's output; rename the parameter in the stage's function "
+                f"to set it with --param"
+            )
+        else:
             hint = _did_you_mean(key, free)
             known = ", ".join(sorted(free)) or "none"
             problems.append(
@@ -131,6 +152,32 @@ def build_graph(
     used = {r for n in selected for r in nodes[n].resources.values()}
     wanted = {name: r for name, r in resources.items() if name in used}
     return Graph(pipeline, nodes, dag, order, target_list, selected, wanted)
+
+
+def mask_params(graph: Graph) -> dict[str, Any]:
+    """Every pipeline parameter of the run with its value, ``Secret[...]`` ones as ``***``.
+
+    Keys are as ``--param`` takes them (``prefix.name`` inside an included
+    module); a name that any stage declares secret is masked everywhere.
+    """
+    out: dict[str, Any] = {}
+    secret: set[str] = set()
+    for name in graph.selected or graph.order:
+        node = graph.nodes[name]
+        hidden = secret_names(_hints(node.stage))
+        for pname, value in node.params.items():
+            key = f"{node.stage.prefix}.{pname}" if node.stage.prefix else pname
+            out.setdefault(key, value)
+            if pname in hidden:
+                secret.add(key)
+    return {key: MASK if key in secret else value for key, value in out.items()}
+
+
+def _hints(record: Stage) -> dict[str, Any]:
+    try:
+        return _signature(record.func)[1]
+    except (TypeError, ValueError):
+        return {}
 
 
 def _with_ancestors(dag: nx.DiGraph, order: list[str], targets: list[str]) -> list[str]:
@@ -185,6 +232,14 @@ def _resolve(
             inputs[pname] = scoped
             continue
         if pname in pipeline and pname not in record.bound:
+            if pname == record.name:
+                problems.append(
+                    f"stage {record.name!r} takes a parameter named {pname!r}, like itself: a "
+                    f"parameter named like a stage is that stage's output, and a stage cannot "
+                    f"consume its own output; rename the parameter (or the stage, with "
+                    f"@stage(name=...))"
+                )
+                continue
             inputs[pname] = pname
             continue
         resource = None if pname in record.bound else _resource_for(pname, record, pipeline)
@@ -204,9 +259,12 @@ def _resolve(
                 values[pname] = convert(params[key], hints.get(pname, param.annotation),
                                         param.default)
             except ConversionError as exc:
+                hint = hints.get(pname)
+                # A Secret's value never reaches a message.
+                why = "the value given does not convert" if is_secret(hint) else str(exc)
                 problems.append(
-                    f"parameter {key!r} of stage {record.name!r}: {exc}; "
-                    f"give a value of type {_type_name(hints.get(pname))}"
+                    f"parameter {key!r} of stage {record.name!r}: {why}; "
+                    f"give a value of type {_type_name(plain(hint))}"
                 )
         elif pname in record.bound:
             values[pname] = record.bound[pname]
@@ -251,8 +309,8 @@ def _resource_problems(resource: Resource, pipeline: Pipeline, portable: bool) -
             f"{label} takes required parameter(s) {', '.join(map(repr, required))}; a "
             f"@worker_init function is called with no arguments: give them defaults"
         )
-    problems.extend(_importability_problems(Stage(resource.func, resource.name), portable,
-                                            label=label))
+    problems.extend(function_problems(Stage(resource.func, resource.name), portable,
+                                      label=label, resource=True))
     return problems
 
 
@@ -271,63 +329,6 @@ def _free_parameter_names(nodes: Mapping[str, Node], pipeline: Pipeline) -> set[
             if node.stage.prefix:
                 names.add(f"{node.stage.prefix}.{pname}")
     return names
-
-
-def _option_problems(node: Node) -> list[str]:
-    options = node.stage.options
-    problems = []
-    name = node.name
-    if options.map is not None and options.map not in node.inputs:
-        have = ", ".join(repr(p) for p in node.inputs) or "none"
-        problems.append(
-            f"stage {name!r} maps over {options.map!r}, which is not one of its inputs "
-            f"(inputs: {have}); set map= to the name of an input parameter"
-        )
-    if options.batch_size is not None and (
-        not isinstance(options.batch_size, int) or options.batch_size < 1
-    ):
-        problems.append(f"stage {name!r}: batch_size must be a positive integer")
-    if not isinstance(options.retries, int) or options.retries < 0:
-        problems.append(f"stage {name!r}: retries must be a non-negative integer")
-    if options.retry_delay < 0:
-        problems.append(f"stage {name!r}: retry_delay must not be negative")
-    if options.timeout is not None and options.timeout <= 0:
-        problems.append(f"stage {name!r}: timeout must be a positive number of seconds")
-    return problems
-
-
-def _importability_problems(record: Stage, portable: bool, *, label: str = "") -> list[str]:
-    func = record.func
-    label = label or f"stage {record.name!r}"
-    qualname = getattr(func, "__qualname__", "")
-    module = getattr(func, "__module__", None)
-    fix = "define it with `def` at the top level of the pipeline file or of an importable module"
-    if "<lambda>" in qualname:
-        return [f"{label} is a lambda, which worker processes cannot import; {fix}"]
-    if "<locals>" in qualname:
-        return [
-            f"{label} is a nested function ({qualname}), which worker "
-            f"processes cannot import; {fix}"
-        ]
-    if not inspect.isfunction(func) and not inspect.isbuiltin(func):
-        return [f"{label} is not a plain function ({func!r}); {fix}"]
-    if not portable:
-        return []
-    owner = sys.modules.get(module or "")
-    if owner is None or module == "__main__" and not getattr(owner, "__file__", None):
-        return [
-            f"{label} is defined in {module!r}, which a fresh worker process "
-            f"cannot import; {fix}, or use --start-method fork"
-        ]
-    target: Any = owner
-    for part in qualname.split("."):
-        target = getattr(target, part, None)
-    if target is not func:
-        return [
-            f"{label} cannot be found as {module}.{qualname} by a fresh "
-            f"worker process; {fix}"
-        ]
-    return []
 
 
 def _cycle_problems(dag: nx.DiGraph) -> list[str]:

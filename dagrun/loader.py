@@ -4,6 +4,11 @@ A file is imported under a module name of its own (its stem, unless that name
 is taken) and registered in ``sys.modules`` so its functions pickle by
 reference; worker processes started with ``spawn`` or ``forkserver`` repeat
 the same import from the ``ModuleSource`` before they unpickle any stage.
+
+Every failure of the import is a ``PipelineLoadError`` naming the file and
+line, except an interrupt: ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM under
+the CLI, see ``signals``) passes through untouched, so a pipeline that hangs
+at import can be stopped with the signal's exit code.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ def _import_name(name: str) -> tuple[ModuleType, ModuleSource]:
             )
             raise PipelineLoadError(msg) from None
         raise _load_error(name, exc) from None
-    except DagrunError:
+    except (DagrunError, KeyboardInterrupt):
         raise
     except BaseException as exc:  # noqa: BLE001 - any import failure is the user's to see
         raise _load_error(name, exc) from None
@@ -66,13 +71,19 @@ def _import_name(name: str) -> tuple[ModuleType, ModuleSource]:
 
 def _import_file(path: Path) -> tuple[ModuleType, ModuleSource]:
     path = path.resolve()
+    if path.is_dir():
+        msg = (
+            f"pipeline {str(path)!r} is a directory; give the pipeline's .py file, or for a "
+            f"package its module name (e.g. `pipelines.images`)"
+        )
+        raise PipelineLoadError(msg)
     if not path.is_file():
         msg = f"pipeline file {str(path)!r} does not exist; check the path"
         raise PipelineLoadError(msg)
     name = _module_name_for(path)
     try:
         module = _exec_file(path, name)
-    except DagrunError:
+    except (DagrunError, KeyboardInterrupt):
         raise
     except BaseException as exc:  # noqa: BLE001
         raise _load_error(str(path), exc) from None

@@ -3,7 +3,8 @@
 The lock is an ``fcntl.flock`` on ``<state-dir>/locks/<pipeline>.lock``: the
 kernel drops it when the holder exits however it dies, so a dead holder's lock
 is simply taken over. The file records the holder (pid, run id, start time)
-for the message the second run prints.
+for the message the second run prints; with ``wait`` it says once, on
+stderr, that it is waiting and for whom, then blocks (a signal ends the wait).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -33,15 +35,27 @@ class PipelineLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            msg = (
-                f"another run holds this pipeline's lock ({holder}; lock file {self.path}); "
-                f"wait for it to finish, or pass --wait to queue behind it"
+            if not self.wait:
+                os.close(fd)
+                msg = (
+                    f"another run holds this pipeline's lock ({holder}; lock file {self.path}); "
+                    f"wait for it to finish, or pass --wait to queue behind it"
+                )
+                raise LockHeldError(msg) from None
+            print(
+                f"dagrun: waiting for the run that holds this pipeline's lock ({holder}; "
+                f"lock file {self.path})",
+                file=sys.stderr,
+                flush=True,
             )
-            raise LockHeldError(msg) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:  # a signal ends the wait: give the descriptor back
+                os.close(fd)
+                raise
         os.ftruncate(fd, 0)
         started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         os.pwrite(fd, f"pid {os.getpid()}, run {self.run_id}, since {started}".encode(), 0)

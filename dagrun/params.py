@@ -3,6 +3,11 @@
 The parameter's annotation says how: ``int``, ``float``, ``bool``, ``str``,
 ``pathlib.Path``, ``list[...]``/``tuple[...]`` (comma-separated), ``X | None``.
 Values that are not text (``params={...}`` in Python) are taken as they are.
+
+``Secret[T]`` marks a parameter whose value must never be written down: it
+converts like ``T`` and reaches the stage as the plain value, but
+``mask_params`` (what a run logs as its parameters) shows it as ``***``.
+It is ``Annotated[T, SECRET]``, so type checkers see a plain ``T``.
 """
 
 from __future__ import annotations
@@ -12,10 +17,48 @@ import pathlib
 import types
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 _TRUE = {"1", "true", "yes", "y", "on"}
 _FALSE = {"0", "false", "no", "n", "off"}
+
+
+MASK = "***"
+
+
+class _SecretMark:
+    """The ``Annotated`` metadata that makes a parameter secret."""
+
+    def __repr__(self) -> str:
+        return "SECRET"
+
+
+SECRET = _SecretMark()
+
+if TYPE_CHECKING:
+    T = typing.TypeVar("T")
+    Secret = Annotated[T, SECRET]
+else:
+
+    class Secret:
+        """``Secret[str]``: a parameter annotation whose value is masked wherever it is logged."""
+
+        def __class_getitem__(cls, inner: Any) -> Any:
+            return Annotated[inner, SECRET]
+
+
+def is_secret(annotation: Any) -> bool:
+    """Whether ``annotation`` is ``Secret[...]`` (also inside ``X | None``)."""
+    if typing.get_origin(annotation) is Annotated:
+        return any(m is SECRET for m in annotation.__metadata__)
+    return any(is_secret(arg) for arg in typing.get_args(annotation))
+
+
+def plain(annotation: Any) -> Any:
+    """``annotation`` without ``Annotated`` metadata (``Secret[int]`` -> ``int``)."""
+    while typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
 
 
 class ConversionError(ValueError):
@@ -23,9 +66,9 @@ class ConversionError(ValueError):
 
 
 def annotations_of(func: Callable[..., Any]) -> dict[str, Any]:
-    """The function's resolved annotations; unresolvable ones are left out."""
+    """The function's resolved annotations, ``Secret`` marks kept; unresolvable ones left out."""
     try:
-        return typing.get_type_hints(func)
+        return typing.get_type_hints(func, include_extras=True)
     except Exception:  # noqa: BLE001 - a bad annotation must not stop the pipeline
         out = {}
         for name, param in inspect.signature(func).parameters.items():
@@ -40,6 +83,7 @@ def convert(text: Any, annotation: Any, default: Any = inspect.Parameter.empty) 
     """``text`` converted to ``annotation`` (or to the default's type when unannotated)."""
     if not isinstance(text, str):
         return text
+    annotation = plain(annotation)
     if annotation is inspect.Parameter.empty or annotation is Any:
         if default is inspect.Parameter.empty or default is None:
             return text
@@ -48,6 +92,7 @@ def convert(text: Any, annotation: Any, default: Any = inspect.Parameter.empty) 
 
 
 def _convert(text: str, annotation: Any) -> Any:
+    annotation = plain(annotation)
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):

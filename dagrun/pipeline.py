@@ -4,8 +4,10 @@ A pipeline is usually collected from a module: every stage in its namespace,
 imported ones included (that is how modules in ``pipelines/`` are reused),
 unless the module defines ``pipeline = Pipeline(...)``, which wins. Two
 different stages with one name are recorded as a problem and reported by
-validation together with every other problem. ``@worker_init`` resources
-are collected the same way, into ``Pipeline.resources``.
+validation together with every other problem, and so is a stage hidden under
+another decorator (``@other`` above ``@stage``): the name in the module is
+then the other decorator's wrapper, which is not the function a worker runs.
+``@worker_init`` resources are collected the same way, into ``Pipeline.resources``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Pipeline:
         self.stages: dict[str, Stage] = {}
         self.resources: dict[str, Resource] = {}
         self.duplicates: list[str] = []
+        self.problems: list[str] = []  # found while collecting; validation reports them
         self.add(stages)
 
     def add(self, items: Iterable[Any]) -> None:
@@ -91,13 +94,20 @@ class Pipeline:
             if explicit.source is None:
                 explicit.source = source
             return explicit
-        return cls([*collect_stages(module), *collect_resources(module)], name=name, source=source)
+        problems: list[str] = []
+        stages = collect_stages(module, problems)
+        pipe = cls([*stages, *collect_resources(module)], name=name, source=source)
+        pipe.problems.extend(problems)
+        return pipe
 
 
-def collect_stages(module: ModuleType) -> list[Stage]:
-    """Every stage reachable from the module's namespace, in definition order."""
+def collect_stages(module: ModuleType, problems: list[str] | None = None) -> list[Stage]:
+    """Every stage reachable from the module's namespace, in definition order.
+
+    A stage found under another decorator is reported into ``problems``.
+    """
     found: list[Stage] = []
-    for value in list(vars(module).values()):
+    for attr, value in list(vars(module).items()):
         if isinstance(value, StageGroup):
             found.extend(value)
         elif isinstance(value, Pipeline):
@@ -105,8 +115,64 @@ def collect_stages(module: ModuleType) -> list[Stage]:
         else:
             record = as_stage(value)
             if record is not None:
+                if problems is not None and _wrapped(value, record):
+                    problems.append(_wrapped_problem(attr, record))
+                    continue
                 found.append(record)
+            elif problems is not None and isinstance(value, type):
+                problems.extend(_method_problems(value, module))
+            elif problems is not None and callable(value):
+                hidden = _hidden_stage(value, module)
+                if hidden is not None:
+                    problems.append(_wrapped_problem(attr, hidden))
     return found
+
+
+def _method_problems(cls: type, module: ModuleType) -> list[str]:
+    """Stages defined as methods of a class of ``module``: no worker can call them."""
+    if cls.__module__ != module.__name__:
+        return []
+    problems = []
+    for value in vars(cls).values():
+        record = as_stage(getattr(value, "__func__", value))
+        if record is not None:
+            problems.append(
+                f"stage {record.name!r} is a method of class {cls.__name__!r}; a stage is "
+                f"called with its inputs only, never with an instance: define it with `def` "
+                f"at the top level of the module, outside the class"
+            )
+    return problems
+
+
+def _wrapped(value: Any, record: Stage) -> bool:
+    """``value`` carries a stage's record but is not its function: a wrapper around it."""
+    return not isinstance(value, Stage) and value is not record.func
+
+
+def _hidden_stage(value: Any, module: ModuleType) -> Stage | None:
+    """A stage of ``module`` held only in the closure of a wrapper (no functools.wraps)."""
+    for cell in getattr(value, "__closure__", None) or ():
+        try:
+            inner = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        record = as_stage(inner)
+        if (
+            record is not None
+            and getattr(inner, "__module__", None) == module.__name__
+            and vars(module).get(getattr(inner, "__name__", "")) is not inner
+        ):
+            return record
+    return None
+
+
+def _wrapped_problem(attr: str, record: Stage) -> str:
+    return (
+        f"stage {record.name!r} is wrapped by another decorator placed above @stage, so "
+        f"{attr!r} in its module is the wrapper, not the stage's function, and worker "
+        f"processes cannot find the function to run; put @stage on the top line, above "
+        f"every other decorator"
+    )
 
 
 def collect_resources(module: ModuleType) -> list[Resource]:

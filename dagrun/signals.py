@@ -1,34 +1,122 @@
-"""Turn SIGINT / SIGTERM into an orderly stop of the run.
+"""SIGINT / SIGTERM at every phase of a command: import, validation, lock wait, run, teardown.
 
-The first signal is recorded and wakes the runner, which is blocked in the
-executor's ``wait``: the handler does not raise, so no data structure is left
-half-updated; a wake-up pipe (``signal.set_wakeup_fd``) makes the blocking
-wait return. The runner then stops scheduling, terminates workers and frees
-every intermediate. A second signal runs ``on_second`` (kill every worker,
-free the store) and exits at once with 128 + signum. Only the main thread can
-own signals; elsewhere the guard does nothing.
+Outside a run (``install_process_handlers``, used by the CLI) both signals
+raise ``KeyboardInterrupt`` where the program is, as Python does for Ctrl-C
+by default; nothing of a run is held then, and user code's ``except
+Exception`` cannot swallow it. ``exit_code`` is then ``128 + signum`` (130 /
+143). A region that must not be cut (freeing shared memory after a run) runs
+under ``deferred()``: a signal is recorded and raised when the region ends.
+
+During a run, ``SignalGuard`` owns both signals:
+
+    signal ─▶ handler: record, return ─▶ wake-up fd ─▶ executor.wait returns
+                                                      └▶ runner: guard.check()
+                                                           1st: raise Interrupted → orderly stop
+                                                           2nd: on_second(), os._exit(128+n)
+
+The handler itself never touches the store or the workers (it may have cut
+into the middle of their updates). It raises only at safe points, judged
+from the interrupted frames: the first signal raises ``Interrupted`` only
+inside a stage's own code running inline (as Ctrl-C would in a plain
+script); the second raises ``_Emergency`` anywhere but inside the store,
+and the guard's ``__exit__`` (or ``check``) then runs ``on_second`` and
+exits. Two signals less than ``DEBOUNCE_S`` apart are one: ``timeout`` and a
+terminal deliver one SIGTERM / SIGINT to the driver and again through its
+process group. Only the main thread can own signals; elsewhere the guard
+does nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import FrameType, TracebackType
 
 from .errors import Interrupted
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+DEBOUNCE_S = 1.0  # one keypress or one `timeout` reaches the driver twice within this
+_PACKAGE = str(Path(__file__).resolve().parent)
+_STORE = str(Path(__file__).resolve().parent / "store")
+_WORKER = str(Path(__file__).resolve().parent / "executors" / "worker.py")
+
+
+class _Emergency(BaseException):
+    """A second signal: leave now (``SignalGuard`` turns it into ``on_second`` and exit)."""
+
+
+class _State:
+    """The process's signals: the last one that counted, and a deferred one."""
+
+    def __init__(self) -> None:
+        self.last: tuple[int, float] | None = None  # (signum, monotonic time)
+        self.deferring = 0
+        self.pending: int | None = None
+
+    def counts(self, signum: int) -> bool:
+        """Record ``signum`` unless it repeats the last one within ``DEBOUNCE_S``."""
+        now = time.monotonic()
+        if self.last is not None and now - self.last[1] < DEBOUNCE_S:
+            return False
+        self.last = (signum, now)
+        return True
+
+
+_state = _State()
+
+
+def exit_code() -> int:
+    """The exit code for a command a signal stopped: 128 + the last signal (SIGINT if none)."""
+    return 128 + (_state.last[0] if _state.last is not None else signal.SIGINT)
+
+
+def install_process_handlers() -> None:
+    """SIGINT and SIGTERM raise ``KeyboardInterrupt`` (once per ``DEBOUNCE_S``), for the CLI."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in _SIGNALS:
+        signal.signal(signum, _process_handler)
+
+
+def _process_handler(signum: int, frame: FrameType | None) -> None:
+    if not _state.counts(signum):
+        return
+    if _state.deferring:
+        _state.pending = signum
+        return
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Run a region a signal must not cut; a signal that came meanwhile raises at its end."""
+    _state.deferring += 1
+    try:
+        yield
+    finally:
+        _state.deferring -= 1
+    if not _state.deferring and _state.pending is not None:
+        _state.pending = None
+        raise KeyboardInterrupt
 
 
 class SignalGuard:
-    """Context manager owning SIGINT/SIGTERM while a run is in progress."""
+    """Context manager owning SIGINT/SIGTERM while a run is in progress.
+
+    ``raise_at_once`` (the inline executor): the first signal also raises
+    ``Interrupted`` inside the stage's own code, which runs in this process.
+    """
 
     def __init__(self, on_second: Callable[[], None], *, raise_at_once: bool = False) -> None:
         self.on_second = on_second
         self.raise_at_once = raise_at_once
         self.signum: int | None = None
+        self.urgent = False  # a second signal came: leave at the next safe point
         self.wake_fd: int | None = None
         self._write_fd: int | None = None
         self._previous: dict[int, object] = {}
@@ -61,18 +149,51 @@ class SignalGuard:
             if fd is not None:
                 os.close(fd)
         self.wake_fd = self._write_fd = None
+        if self.urgent or isinstance(exc, _Emergency):
+            self._leave()
 
     def check(self) -> None:
-        """Raise ``Interrupted`` if a signal arrived."""
+        """At a safe point of the loop: leave on a second signal, raise ``Interrupted`` on one."""
+        if self.urgent:
+            self._leave()
         if self.signum is not None:
             raise Interrupted(self.signum)
 
+    def _leave(self) -> None:
+        try:
+            self.on_second()
+        finally:
+            os._exit(128 + (self.signum or signal.SIGINT))
+
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is not None:
-            try:
-                self.on_second()
-            finally:
-                os._exit(128 + self.signum)
-        self.signum = signum
-        if self.raise_at_once:
-            raise Interrupted(signum)
+        if not _state.counts(signum):
+            return
+        if self.signum is None:
+            self.signum = signum
+            if self.raise_at_once and _in_stage_code(frame):
+                raise Interrupted(signum)
+            return
+        self.urgent = True
+        if not _in_store(frame):
+            raise _Emergency
+
+
+def _frames(frame: FrameType | None) -> Iterator[str]:
+    while frame is not None:
+        yield frame.f_code.co_filename
+        frame = frame.f_back
+
+
+def _in_store(frame: FrameType | None) -> bool:
+    """Whether the store's own code was running (its state may be half-updated)."""
+    return frame is None or any(name.startswith(_STORE) for name in _frames(frame))
+
+
+def _in_stage_code(frame: FrameType | None) -> bool:
+    """Whether a stage's own code was running, called by the task runner (inline)."""
+    outside = False
+    for name in _frames(frame):
+        if name.startswith(_PACKAGE):
+            return outside and name == _WORKER
+        outside = True
+    return False

@@ -20,6 +20,7 @@ How a parameter of a stage is resolved (in ``graph.py``):
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import ModuleType
@@ -173,10 +174,11 @@ def stage(
     - ``batch_size``: elements (or table rows) per task of a mapped stage.
       Default: ``ceil(n / (4 * workers))``, about four batches per worker, so
       uneven elements still balance while per-task overhead stays small.
-    - ``concat``: join a mapped stage's results into one value instead of a
-      list: numpy results along axis 0 (scalars give a 1-d array), Arrow
-      tables with ``pa.concat_tables`` (no copy), pandas / polars frames with
-      their ``concat``, lists flattened. See ``executors.worker.concatenate``.
+    - ``concat``: join a mapped stage's results into what a vectorised function
+      over the whole input would return: per-element results are stacked
+      (``np.stack``: n results of shape s give (n, *s), scalars (n,); other
+      values stay a list), per-chunk results of a table or frame are
+      concatenated. See ``dagrun.values``.
     - ``cache``: whether results may be reused by later runs.
     - ``tags``: free-form labels shown by ``dagrun list``.
     - ``cpus``, ``memory``, ``gpus``, ``resources``: what one task of the stage
@@ -204,7 +206,7 @@ def stage(
         gpus=gpus,
         resources=tuple(sorted((resources or {}).items())),
         version=version,
-        watch=(watch,) if isinstance(watch, str) else tuple(str(w) for w in watch),
+        watch=_paths(watch),
     )
 
     def decorate(fn: F) -> F:
@@ -223,9 +225,24 @@ def stage(
 def _bytes_option(value: int | str | None) -> int | None:
     if value is None or isinstance(value, int):
         return value
+    from .errors import UsageError
     from .units import parse_size
 
-    return parse_size(value)
+    try:
+        return parse_size(value)
+    except UsageError:
+        return value  # type: ignore[return-value] # validation names the stage and the value
+
+
+def _paths(watch: Any) -> tuple[Any, ...]:
+    # Paths become text; anything else is kept for validation to report.
+    if isinstance(watch, str | os.PathLike):
+        watch = (watch,)
+    try:
+        items = tuple(watch)
+    except TypeError:
+        return (watch,)
+    return tuple(os.fspath(w) if isinstance(w, os.PathLike) else w for w in items)
 
 
 def as_stage(obj: Any) -> Stage | None:
