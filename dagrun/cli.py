@@ -311,10 +311,15 @@ def _graph(pipeline: str, params: list[str] | None, targets: list[str] | None) -
 
 def main() -> None:
     """Console-script entry point."""
+    from . import signals
+
+    signals.install_process_handlers()  # SIGTERM too stops import, validation, a lock wait
     try:
         app()
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(signals.exit_code())
+    except SystemExit as exc:  # typer turns KeyboardInterrupt into exit 130: say which signal
+        sys.exit(signals.exit_code() if exc.code == 130 else exc.code)
     except Exception as exc:  # noqa: BLE001 - never a bare traceback from dagrun's internals
         if os.environ.get("DAGRUN_DEBUG"):
             raise
