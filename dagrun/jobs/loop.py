@@ -161,6 +161,8 @@ class ScheduleLoop:
             pid, self.child = self.child.pid, None
         record = self._find_run(pid, launched)
         status = _CHILD_STATUS.get(code, "failed")
+        if -code in (signal.SIGINT, signal.SIGTERM):  # the child died of the signal itself
+            status = "interrupted"
         if record is not None and record.status in ("lost", "running"):
             status = "lost"
         run_id = record.run_id if record is not None else None

@@ -8,8 +8,8 @@ from dagrun import stage
 
 
 @stage
-def tick(run_date: datetime.datetime, marker: str = "", seconds: float = 2.5) -> str:
+def tick(run_date: datetime.datetime | None = None, marker: str = "", seconds: float = 2.5) -> str:
     if marker and not os.path.exists(marker):
         open(marker, "w").close()
         time.sleep(seconds)
-    return run_date.isoformat()
+    return str(run_date)
