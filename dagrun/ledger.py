@@ -26,6 +26,7 @@ class Ledger:
         self.executor = executor
         self.outputs: dict[str, Output] = {}
         self.batches: dict[str, list[Ref | None]] = {}
+        self.live_bytes = 0  # what the values held now occupy (kept in step, not summed)
 
     def __contains__(self, stage: str) -> bool:
         return stage in self.outputs
@@ -39,6 +40,7 @@ class Ledger:
 
     def record(self, stage: str, batch: int | None, ref: Ref) -> None:
         """A task's result: the stage's output, or one batch of it."""
+        self.live_bytes += ref.nbytes
         if batch is None:
             self.outputs[stage] = ref
         else:
@@ -53,6 +55,7 @@ class Ledger:
     def adopt(self, stage: str, output: Output) -> None:
         """An output that did not come from a task of this run (the cache)."""
         self.outputs[stage] = output
+        self.live_bytes += output.nbytes
 
     def release(self, stage: str) -> None:
         """``stage``'s result (or its batches so far) has no consumer left."""
@@ -92,4 +95,5 @@ class Ledger:
 
     def _free(self, refs: Iterable[Ref]) -> None:
         for ref in refs:
+            self.live_bytes -= ref.nbytes
             self.executor.release(ref)

@@ -6,6 +6,12 @@
                       └─ mapped stage ───▶ one TaskSpec per batch (policies.batch_ranges)
                                               │
     queue: a heap by (bottom level, arrival) ◀┘      retries wait in ``delayed`` until due
+        │
+        └─▶ pop_admitted: the first spec whose predicted memory fits beside the running ones
+
+Priorities and memory predictions come from earlier runs of the pipeline
+(``estimates``), else from the DAG's shape and ``@stage(memory=...)``. A task
+killed by the out-of-memory killer is tried once more, alone.
 
 The planner owns the run's queue of specs not yet submitted, the delayed
 retries, the consumers chained behind running tasks and the errors kept for
@@ -21,7 +27,7 @@ import random
 import time
 from typing import Any
 
-from . import policies
+from . import estimates, policies
 from .executors.base import ErrorInfo, Output, Pending, TaskOutcome, TaskSpec, output_handles
 from .graph import Graph
 from .ledger import Ledger
@@ -48,7 +54,11 @@ class Planner:
         self.graph, self.options, self.ledger, self.report = graph, options, ledger, report
         self.tuning = options.tuning
         upstream = {n: graph.upstream(n) for n in graph.selected}
-        self.levels = policies.bottom_levels(upstream, {})
+        self.estimates = estimates.load(options.state_dir, graph.pipeline.name)
+        self.levels = policies.bottom_levels(upstream, self.estimates.wall_s)
+        self.budget = options.memory or estimates.default_budget(self.tuning.memory_margin)
+        self.reserved: dict[TaskKey, int] = {}
+        self.alone: set[TaskKey] = set()  # retried alone after the out-of-memory killer struck
         self.scheduler = Scheduler(upstream, graph.selected, set(graph.targets),
                                    keep_going=options.keep_going, priority=self.levels)
         self.keeps_values = executor.name == "local" and not options.max_tasks_per_worker
@@ -126,6 +136,41 @@ class Planner:
     def priority(self, stage: str) -> float:
         return self.levels.get(stage, 0.0)
 
+    # -- admission -----------------------------------------------------------
+    def need(self, spec: TaskSpec) -> int:
+        """Bytes ``spec``'s task is predicted to grow by (the whole budget: it runs alone)."""
+        if spec.key in self.alone:
+            return max(self.budget or 0, 1)
+        declared = self.graph.nodes[spec.key.stage].stage.options.memory
+        return declared or self.estimates.growth.get(spec.key.stage, 0)
+
+    def pop_admitted(self) -> TaskSpec | None:
+        """The first queued spec that may start now, memory considered; None if none may."""
+        if any(key in self.alone for key in self.reserved):
+            return None
+        passed = []
+        found = None
+        while self.queue:
+            item = heapq.heappop(self.queue)
+            need = self.need(item[-1])
+            if need <= 0 or policies.admits(need, sum(self.reserved.values()),
+                                            self.ledger.live_bytes, self.budget,
+                                            len(self.reserved)):
+                found = item[-1]
+                break
+            passed.append(item)
+        for item in passed:
+            heapq.heappush(self.queue, item)
+        return found
+
+    def reserve(self, spec: TaskSpec) -> None:
+        need = self.need(spec)
+        if need > 0 or spec.key in self.alone:
+            self.reserved[spec.key] = need
+
+    def unreserve(self, key: TaskKey) -> None:
+        self.reserved.pop(key, None)
+
     def batch_size(self, name: str) -> int:
         node = self.graph.nodes[name]
         length = self.ledger[node.inputs[node.map_input]].length or 0  # type: ignore[index]
@@ -185,6 +230,13 @@ class Planner:
     def retry_delay(self, outcome: TaskOutcome, info: ErrorInfo) -> float | None:
         """Seconds until ``outcome``'s task is tried again, or None when it fails for good."""
         options = self.graph.nodes[outcome.key.stage].stage.options
+        if (
+            info.kind == "crashed" and "out-of-memory" in info.message
+            and outcome.key not in self.alone and outcome.key.stage in self.scheduler.running
+            and not self.scheduler.stopped
+        ):
+            self.alone.add(outcome.key)  # once, alone, even when no retries are left
+            return 0.0
         if (
             outcome.attempt > options.retries
             or outcome.key.stage not in self.scheduler.running

@@ -10,6 +10,7 @@ Each answers one question the loop asks, so each is unit-tested on its own
     backoff           how long before a retry (exponential, with jitter from an injected source)
     retryable         does a failure qualify for a retry under ``retry_on``
     bottom_levels     each stage's longest remaining path to the end of the DAG (its priority)
+    admits            may a task start now, given the memory the running ones are predicted to use
 """
 
 from __future__ import annotations
@@ -121,3 +122,15 @@ def _reverse_topological(
                 if remaining[u] == 0:
                     ready.append(u)
     return order
+
+
+def admits(need: int, reserved: int, live: int, budget: int | None, running: int) -> bool:
+    """Whether a task predicted to grow by ``need`` bytes may start now.
+
+    ``reserved`` is what the running tasks are predicted to use, ``live`` the
+    intermediates alive in shared memory. A task with no prediction always
+    starts; one bigger than the whole budget starts only when nothing runs.
+    """
+    if budget is None or need <= 0 or running == 0:
+        return True
+    return reserved + live + need <= budget

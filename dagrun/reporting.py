@@ -24,7 +24,10 @@ class Reporter:
         self.metrics: list[dict[str, Any]] = []
         self.skipped: dict[str, str] = {}
 
-    def started(self, spec: TaskSpec, worker: int | str, host: str | None, priority: float) -> None:
+    def started(
+        self, spec: TaskSpec, worker: int | str, host: str | None, priority: float,
+        estimate: float | None = None,
+    ) -> None:
         where: dict[str, Any] = (
             {"worker_pid": worker} if isinstance(worker, int) else {"worker": worker, "host": host}
         )
@@ -34,6 +37,7 @@ class Reporter:
             attempt=spec.attempt,
             **where,
             priority=round(priority, 6),
+            estimate_s=None if estimate is None else round(estimate, 6),
             **_batch_fields(spec.key, spec.items),
         )
 
@@ -73,12 +77,14 @@ class Reporter:
             **_batch_fields(key),
         )
 
-    def retrying(self, key: TaskKey, attempt: int, delay: float) -> None:
+    def retrying(self, key: TaskKey, attempt: int, delay: float, *, alone: bool = False) -> None:
+        extra = {"alone": True, "reason": "out_of_memory"} if alone else {}
         self.events.emit(
             "task_retrying",
             stage=key.stage,
             attempt=attempt,
             delay_s=round(delay, 6),
+            **extra,
             **_batch_fields(key),
         )
 

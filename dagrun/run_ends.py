@@ -120,6 +120,9 @@ def finish_result(run: _Run, status: str, stop: BaseException | None, wall: floa
         if plan.errors:
             status = "failed"  # a stage failed, or a target's result could not be read back
     ledger.release_all(keep=values)
+    from . import estimates
+
+    estimates.record(run.run_dir, run.graph.pipeline.name, report.metrics)
     if plan.cache is not None:
         plan.cache.close()
     scheduler = plan.scheduler

@@ -17,7 +17,6 @@ in without touching this loop.
 
 from __future__ import annotations
 
-import heapq
 import secrets
 import time
 from collections.abc import Iterable, Mapping
@@ -178,9 +177,12 @@ class _Run:
             self._apply(step)
 
     def _dispatch(self) -> None:
-        queue = self.plan.queue
-        while queue and self.exe.free_slots() > 0:
-            spec = heapq.heappop(queue)[-1]
+        plan = self.plan
+        while plan.queue and self.exe.free_slots() > 0:
+            spec = plan.pop_admitted()
+            if spec is None:
+                return  # the memory budget holds the rest back until a task ends
+            plan.reserve(spec)
             worker = self.exe.submit(spec)
             if worker is not None:  # else queued in a worker: ``Started`` comes later
                 self._on_started(spec, worker, None)
@@ -190,12 +192,17 @@ class _Run:
             self._plan_ready()
         if spec.key.stage not in self.plan.scheduler.running:
             return  # stopped meanwhile; its outcome, if any, is dropped
-        self.report.started(spec, worker, host, self.plan.priority(spec.key.stage))
+        if spec.after is not None:
+            self.plan.reserve(spec)
+        stage = spec.key.stage
+        self.report.started(spec, worker, host, self.plan.priority(stage),
+                            self.plan.estimates.wall_s.get(stage))
         self.plan.chain_after(spec)
 
     # -- outcomes --------------------------------------------------------
     def _on_outcome(self, outcome: TaskOutcome) -> None:
         key, plan = outcome.key, self.plan
+        plan.unreserve(key)
         if outcome.error is not None:
             self._on_error(outcome, outcome.error)
             return
@@ -219,7 +226,7 @@ class _Run:
         if delay is None:
             self._failed(key, info)
             return
-        self.report.retrying(key, outcome.attempt + 1, delay)
+        self.report.retrying(key, outcome.attempt + 1, delay, alone=key in plan.alone)
         plan.retry_later(outcome, delay)
 
     def _failed(self, key: TaskKey, info: ErrorInfo) -> None:

@@ -49,6 +49,9 @@ class Tuning:
     # From this size a result with one consumer that can start at once stays in its worker;
     # below it, the shared-memory path is cheap enough and keeps the documented transports.
     hold_min: int = 256 << 20
+    # Share of the memory limit kept free when no --memory budget is given: the driver, the
+    # page cache and the interpreters' baselines live there.
+    memory_margin: float = 0.1
     # Seconds between two looks at a cache entry that another run is computing.
     cache_wait_s: float = 0.2
     # Signals closer together than this are one signal (timeout(1) and process groups send
