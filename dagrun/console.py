@@ -278,4 +278,7 @@ class LiveView:
     def close(self) -> None:
         if self.live_on:
             self.live_on = False
+            thread = getattr(self.live, "_refresh_thread", None)
             self.live.stop()
+            if thread is not None:  # stop() only asks it to end; no thread outlives the run
+                thread.join(timeout=2)

@@ -23,6 +23,7 @@ its end is the ``EventLog`` itself, which for each event
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -43,6 +44,7 @@ _GLYPH = {
 _JSON_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 # Control characters other than newline and tab (a stage's "\r" progress, colour codes) are
 # dropped from what the console shows, so a log file stays plain text.
+_ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|[@-Z\\-_])")
 _CONTROL = dict.fromkeys(c for c in range(32) if c not in (9, 10)) | {127: None}
 
 
@@ -186,8 +188,18 @@ def _is_terminal(stream: IO[str] | None) -> bool:
 
 
 def clean(text: Any) -> str:
-    """``text`` without control characters other than newline and tab."""
-    return str(text).translate(_CONTROL)
+    """``text`` as a terminal would leave it, without control characters but newline and tab.
+
+    Colour codes go; of a line rewritten with carriage returns (a progress
+    counter) the last version stays.
+    """
+    text = str(text)
+    if text.isprintable():
+        return text
+    text = _ANSI.sub("", text)
+    if "\r" in text:
+        text = "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n"))
+    return text.translate(_CONTROL)
 
 
 def render_console(event: dict[str, Any]) -> str:
