@@ -32,10 +32,11 @@ def _make_cgroup() -> tuple[Path, str]:
     try:
         path.mkdir()
         (path / limit).write_text(str(LIMIT))
-        swap = path / ("memory.swap.max" if limit == "memory.max" else "memory.memsw.limit_in_bytes")
+        v2_swap = limit == "memory.max"
+        swap = path / ("memory.swap.max" if v2_swap else "memory.memsw.limit_in_bytes")
         if swap.exists():
             try:
-                swap.write_text("0" if limit == "memory.max" else str(LIMIT))
+                swap.write_text("0" if v2_swap else str(LIMIT))
             except OSError:
                 pass
     except OSError as exc:
@@ -46,7 +47,7 @@ def _make_cgroup() -> tuple[Path, str]:
 
 
 def test_an_oom_killed_task_is_retried_alone_and_succeeds(tmp_path):
-    """Two 400 MiB stages under a 700 MiB limit: one is killed, retried alone, and the run ends well."""
+    """Two 400 MiB stages under 700 MiB: one is killed, retried alone, and the run succeeds."""
     cgroup, _ = _make_cgroup()
     state = tmp_path / "state"
     script = (
