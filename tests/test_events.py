@@ -173,7 +173,7 @@ def test_a_real_run_on_a_plain_console(tmp_path: Path):
     out = io.StringIO()
     with dagrun.run(str(path), state_dir=tmp_path / "state", workers=2, log_format="console",
                     console=out) as result:
-        assert result.status == "succeeded"
+        assert result.status == "succeeded", out.getvalue()
         assert result["total"] == sum(range(30)) * 2
     text = out.getvalue()
     assert not CONTROL.search(text), repr(text)
