@@ -22,6 +22,7 @@ from dagrun.loader import load
 from dagrun.scheduler import TaskKey
 from dagrun.stage import StageOptions
 from dagrun.store import StoreConfig
+from dagrun.values import concatenate
 from tests.conftest import resource
 
 RESOURCES = Path(__file__).parent / "resources"
@@ -40,12 +41,12 @@ class Driven:
 
 
 def context_for(name: str, state_dir: Path, *, params: dict | None = None, workers: int = 2,
-                address: Any = None):
+                address: Any = None, targets: list[str] | None = None):
     """(graph, ExecutorContext) for fixture pipeline ``name``."""
     from dagrun.executors.base import ExecutorContext
 
     pipe = load(resource(name))
-    graph = build_graph(pipe, params)
+    graph = build_graph(pipe, params, targets)
     config = StoreConfig.for_run(f"t{time.monotonic_ns():x}", state_dir)
     context = ExecutorContext(
         funcs={n: graph.nodes[n].stage.func for n in graph.selected},
@@ -106,7 +107,7 @@ def drive(exe: Any, graph: Any, *, budget_s: float = 60.0) -> Driven:
         output = outputs.get(name)
         if isinstance(output, Batched):
             parts = [x for h in output.handles for x in exe.read(h, name).value]
-            values[name] = np.concatenate(parts) if output.concat and parts else parts
+            values[name] = concatenate(parts) if output.concat else parts
         elif output is not None:
             values[name] = exe.read(output, name).value
     for output in outputs.values():
@@ -152,7 +153,7 @@ def _noisy(values: np.ndarray) -> float:
     import logging
 
     print("summing", len(values))
-    logging.getLogger("noisy").info("info line")
+    logging.getLogger("noisy").warning("warning line")
     return float(values.sum())
 
 
@@ -162,7 +163,7 @@ def test_task_body_captures_output_and_metrics():
     value, report = run_task(_call(_noisy, spec, (("values", 1, False, False),)), np.ones(4))
     assert value == 4.0 and report.error is None
     assert ("stdout", "info", "summing 4") in report.logs
-    assert ("logging", "info", "info line") in report.logs
+    assert ("logging", "warning", "warning line") in report.logs
     assert report.metrics.worker == "here" and report.metrics.input_bytes == 32
 
 

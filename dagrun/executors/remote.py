@@ -29,15 +29,11 @@ A worker process keeps per run: the unpickled functions and one
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import os
 import socket
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,14 +41,14 @@ import cloudpickle
 
 from ..resources import Resources
 from ..store.codec import _length_of
+from ..values import concatenate, rows
 from .base import (
     ErrorInfo,
     TaskMetrics,
     TaskSpec,
 )
-from .worker import _peak_rss, _reset_peak_rss, _rows, _run_batch, concatenate, error_info
-
-_PAGE = os.sysconf("SC_PAGE_SIZE")
+from .capture import captured
+from .worker import _run_batch, _this_memory, error_info
 
 
 @dataclass(frozen=True)
@@ -90,15 +86,15 @@ def run_task(call: Call, *args: Any) -> tuple[Any, Report]:
     stage = spec.key.stage
     started_at = time.time()
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    _reset_peak_rss()
-    rss0 = _rss_now()
+    memory = _this_memory()
+    rss0 = memory.reset()
     lines: list[tuple[str, str, str]] = []
     value: Any = None
     error = None
     nbytes = input_bytes = 0
     length = items = None
     try:
-        with _captured(lines):
+        with captured(lambda *line: lines.append(line)):
             func = _function(call)
             kwargs = dict(spec.params)
             position = 0
@@ -122,19 +118,20 @@ def run_task(call: Call, *args: Any) -> tuple[Any, Report]:
                 items = spec.items[1] - spec.items[0]
             nbytes = nbytes_of(value, pickled=True, stage=stage)
             if spec.concat and spec.items is not None:
-                length = sum(map(_rows, value))
+                length = sum(map(rows, value))
             else:
                 length = _length_of(value)
     except BaseException as exc:  # noqa: BLE001 - the worker always reports back
         value = None
         error = error_info(exc, stage)
     worker = call.where()
+    peak = memory.peak()
     metrics = TaskMetrics(
         worker_pid=os.getpid(),
         wall_s=time.perf_counter() - wall0,
         cpu_s=time.process_time() - cpu0,
-        max_rss_bytes=_peak_rss(),
-        rss_growth_bytes=max(0, _peak_rss() - rss0),
+        max_rss_bytes=peak,
+        rss_growth_bytes=max(0, peak - rss0) if rss0 else 0,
         queue_wait_s=max(0.0, started_at - spec.submitted_at),
         input_bytes=input_bytes,
         output_bytes=nbytes,
@@ -212,64 +209,6 @@ def nbytes_of(value: Any, *, pickled: bool = False, stage: str = "") -> int:
             f"files, lambdas or generators)"
         )
         raise
-
-
-class _Lines(io.TextIOBase):
-    """A text stream that hands each complete line to ``lines`` as (stream, level, text)."""
-
-    def __init__(self, lines: list[tuple[str, str, str]], stream: str, level: str) -> None:
-        self._lines, self._stream, self._level, self._part = lines, stream, level, ""
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        *done, self._part = (self._part + text).split("\n")
-        self._lines.extend((self._stream, self._level, line) for line in done)
-        return len(text)
-
-    def flush_rest(self) -> None:
-        if self._part:
-            self._lines.append((self._stream, self._level, self._part))
-            self._part = ""
-
-
-class _Handler(logging.Handler):
-    """Collects the records this task's thread logs (the engine's own threads log too)."""
-
-    def __init__(self, lines: list[tuple[str, str, str]]) -> None:
-        super().__init__(logging.DEBUG)
-        self._lines, self._thread = lines, threading.get_ident()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.thread == self._thread:
-            self._lines.append(("logging", record.levelname.lower(), record.getMessage()))
-
-
-@contextlib.contextmanager
-def _captured(lines: list[tuple[str, str, str]]) -> Iterator[None]:
-    """Redirect stdout, stderr and root logging (at INFO or below) into ``lines``."""
-    out, err = _Lines(lines, "stdout", "info"), _Lines(lines, "stderr", "warning")
-    root = logging.getLogger()
-    handler, level = _Handler(lines), root.level
-    root.addHandler(handler)
-    root.setLevel(min(level or logging.WARNING, logging.INFO))
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            yield
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
-        out.flush_rest()
-        err.flush_rest()
-
-
-def _rss_now() -> int:
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * _PAGE
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def versions() -> dict[str, str]:
