@@ -6,6 +6,12 @@ in a worker process (read-only inputs, the same transports). Timeouts cannot
 be enforced in-process and are ignored. ``@worker_init`` resources are made
 once per run (this process is the run's only worker) and torn down at
 ``shutdown``.
+
+What the stage prints, writes to ``sys.stderr``, logs (``logging``,
+``warnings``, structlog) becomes ``TaskLog`` events delivered before the
+task's outcome (``capture.captured``), so the driver's own stdout never
+receives a stage's output; output written straight to fd 1 or 2 (C code, a
+subprocess) is not captured inline: use the local executor for that.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from typing import Any
 
 from ..resources import Resources
 from ..store import StoreConfig
-from .base import Event, ExecutorContext, TaskSpec
+from . import capture
+from .base import Event, ExecutorContext, TaskLog, TaskSpec
 from .machine import MachineValues
 from .worker import execute
 
@@ -50,8 +57,15 @@ class InlineExecutor(MachineValues):
 
     def submit(self, spec: TaskSpec) -> int:
         func = self._funcs[spec.key.stage]
-        self._outcomes.append(execute(spec, func, self._config, self._resources))
-        return os.getpid()
+        pid = os.getpid()
+
+        def emit(stream: str, level: str, message: str) -> None:
+            self._outcomes.append(TaskLog(spec.key, spec.attempt, pid, stream, level, message))
+
+        with capture.captured(emit):
+            outcome = execute(spec, func, self._config, self._resources)
+        self._outcomes.append(outcome)
+        return pid
 
     def chain(self, spec: TaskSpec) -> bool:
         return False  # every task starts inside ``submit``: nothing is ever queued

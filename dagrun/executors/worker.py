@@ -28,6 +28,13 @@ from ..values import rows as _rows
 from .base import Batched, ErrorInfo, Output, TaskMetrics, TaskOutcome, TaskSpec
 
 _PACKAGE = str(Path(__file__).resolve().parent.parent)
+# What numpy (and memoryview) say when a write meets a read-only buffer: only
+# these, so that a user's own error that merely mentions "read-only" is left alone.
+_READ_ONLY_MESSAGES = (
+    "assignment destination is read-only",
+    "output array is read-only",
+    "cannot modify read-only memory",
+)
 _READ_ONLY_HINT = (
     "inputs are read-only views shared with other stages; copy before writing "
     "(e.g. `arr = arr.copy()`)"
@@ -51,7 +58,8 @@ def execute(
     started_at = time.time()
     wall0 = time.perf_counter()
     cpu0 = time.process_time()
-    _reset_peak_rss()
+    memory = _this_memory()
+    rss0 = memory.reset()
     stage = spec.key.stage
     opened: list[Decoded] = []
     handle = None
@@ -96,11 +104,13 @@ def execute(
     finally:
         for decoded in opened:
             decoded.close()
+    peak = memory.peak()
     metrics = TaskMetrics(
         worker_pid=os.getpid(),
         wall_s=time.perf_counter() - wall0,
         cpu_s=time.process_time() - cpu0,
-        max_rss_bytes=_peak_rss(),
+        max_rss_bytes=peak,
+        rss_growth_bytes=max(0, peak - rss0) if rss0 else 0,
         queue_wait_s=max(0.0, started_at - spec.submitted_at),
         input_bytes=input_bytes,
         output_bytes=handle.nbytes if handle is not None else 0,
@@ -175,24 +185,38 @@ def _resource(resources: Resources | None, name: str) -> Any:
 
 
 def error_info(exc: BaseException, stage: str, kind: str = "raised") -> ErrorInfo:
-    """Describe ``exc`` with the user's traceback; keep the exception if it pickles."""
-    if isinstance(exc, ValueError) and "read-only" in str(exc):
+    """Describe ``exc`` with the user's traceback; keep the exception if it pickles.
+
+    Never raises: an exception whose ``__str__``, ``__repr__`` or notes raise
+    is still described (by its type), since a report that fails would turn
+    the stage's error into a crash of its worker.
+    """
+    try:
+        return _describe(exc, stage, kind)
+    except Exception as inner:  # noqa: BLE001 - reporting an error must never fail
+        name = _type_name(exc)
+        message = f"<the error could not be described: {type(inner).__name__}>"
+        return ErrorInfo(kind, name, message, f"{name}: {message}\n", (name,), None)
+
+
+def _describe(exc: BaseException, stage: str, kind: str) -> ErrorInfo:
+    message = _text(exc)
+    if type(exc) in (ValueError, TypeError) and message in _READ_ONLY_MESSAGES:
         exc.add_note(f"stage {stage!r} wrote into one of its inputs: {_READ_ONLY_HINT}")
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE):
         tb = tb.tb_next
-    message = _text(exc)
     try:
         text = "".join(traceback.format_exception(type(exc), exc, tb))
     except Exception:  # noqa: BLE001 - a broken __str__ deep in the chain
         frames = "".join(traceback.format_tb(tb))
-        text = f"Traceback (most recent call last):\n{frames}{type(exc).__name__}: {message}\n"
+        text = f"Traceback (most recent call last):\n{frames}{_type_name(exc)}: {message}\n"
     notes = getattr(exc, "__notes__", None)
     if notes and isinstance(notes, list):
-        notes = [str(n) for n in notes]
+        notes = [_text(n) for n in notes]
         message = "; ".join([message, *notes]) if message else "; ".join(notes)
     if isinstance(exc, SystemExit):
-        message = f"the stage called sys.exit({exc.code!r})"
+        message = f"the stage called sys.exit({_text(exc.code, repr)})"
     elif isinstance(exc, KeyboardInterrupt):
         message = "the stage raised KeyboardInterrupt (Ctrl-C is handled by the driver)"
     try:
@@ -201,35 +225,80 @@ def error_info(exc: BaseException, stage: str, kind: str = "raised") -> ErrorInf
     except Exception:  # noqa: BLE001 - an exception that does not pickle is still reported
         blob = None
     names = tuple(f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__)
-    return ErrorInfo(kind, type(exc).__name__, message, text, names, blob)
+    return ErrorInfo(kind, _type_name(exc), message, text, names, blob)
 
 
-def _text(exc: BaseException) -> str:
+def _type_name(exc: BaseException) -> str:
+    return str(getattr(type(exc), "__name__", "Exception"))
+
+
+def _text(value: Any, show: Callable[[Any], str] = str) -> str:
     try:
-        return str(exc)
+        return show(value)
     except Exception as inner:  # noqa: BLE001 - the user's __str__ raised
-        return f"<str() of this exception raised {type(inner).__name__}: {inner}>"
-
-
-_clear_refs: tuple[int, int] | None = None  # (pid, fd): /proc/self is per process
-
-
-def _reset_peak_rss() -> None:
-    # Linux: writing "5" to clear_refs resets the peak RSS, which getrusage then
-    # reports, so the peak is this task's own rather than the worker's lifetime.
-    global _clear_refs
-    pid = os.getpid()
-    if _clear_refs is None or _clear_refs[0] != pid:
         try:
-            _clear_refs = (pid, os.open("/proc/self/clear_refs", os.O_WRONLY | os.O_CLOEXEC))
-        except OSError:
-            _clear_refs = (pid, -1)
-    if _clear_refs[1] >= 0:
+            detail = f"{type(inner).__name__}: {inner}"
+        except Exception:  # noqa: BLE001 - and so did the inner one's
+            detail = type(inner).__name__
+        return f"<{show.__name__}() of this exception raised {detail}>"
+
+
+class _Memory:
+    """This process's resident size now and its peak since the last ``reset`` (Linux /proc).
+
+    Writing "5" to ``clear_refs`` resets the peak (``VmHWM``) to the current
+    size, so each task's peak is its own rather than the worker's lifetime.
+    ``VmHWM`` is read rather than ``getrusage``, whose ``ru_maxrss`` also
+    counts the memory of the process that exec'd this one (under spawn, the
+    driver's). The files stay open; /proc/self is per process, so a forked
+    child opens its own.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._fds = {}
+        for name, mode in (("clear_refs", os.O_WRONLY), ("statm", os.O_RDONLY),
+                           ("status", os.O_RDONLY)):
+            try:
+                self._fds[name] = os.open(f"/proc/self/{name}", mode | os.O_CLOEXEC)
+            except OSError:
+                pass
+
+    def reset(self) -> int:
+        """Reset the peak; the resident size now, in bytes (0 when unknown)."""
+        fd = self._fds.get("clear_refs")
+        if fd is not None:
+            try:
+                os.write(fd, b"5")
+            except OSError:
+                pass
+        fd = self._fds.get("statm")
+        if fd is None:
+            return 0
         try:
-            os.write(_clear_refs[1], b"5")
-        except OSError:
-            pass
+            return int(os.pread(fd, 128, 0).split()[1]) * _PAGE
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def peak(self) -> int:
+        """The peak resident size since ``reset``, in bytes."""
+        fd = self._fds.get("status")
+        if fd is not None:
+            try:
+                text = os.pread(fd, 8192, 0)
+                at = text.index(b"VmHWM:") + 6
+                return int(text[at:text.index(b"kB", at)]) * 1024
+            except (OSError, ValueError):
+                pass
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_memory: _Memory | None = None
+
+
+def _this_memory() -> _Memory:
+    global _memory
+    if _memory is None or _memory.pid != os.getpid():
+        _memory = _Memory()
+    return _memory

@@ -1,0 +1,108 @@
+"""How a worker process ended, in words; stopping and reaping workers.
+
+``describe_exit`` is a pure function of the evidence (exit code or signal,
+peak memory, the cgroup's OOM kills, the memory limit, the worker's last
+lines of output), so every wording is tested without killing anything.
+Reaping goes through ``multiprocessing``'s public ``Process`` API only: the
+peak memory of a dead worker is the driver's last sample of it (a lower
+bound), never a ``wait4`` behind multiprocessing's back.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+from collections.abc import Sequence
+
+from .. import oom
+
+# A worker asked to stop gets this long to exit before it is killed: enough to
+# run its resources' teardown, short enough that Ctrl-C still feels immediate.
+TERM_GRACE_S = 1.0
+
+
+def describe_exit(
+    pid: int,
+    exitcode: int | None,
+    *,
+    peak_rss: int | None = None,
+    peak_exact: bool = True,
+    oom_kills: int = 0,
+    memory_limit: int | None = None,
+    started: bool = True,
+    output: Sequence[str] = (),
+) -> str:
+    """How a worker process ended, in words, with the evidence about memory.
+
+    "likely killed by the out-of-memory killer" is said only for a SIGKILL
+    that dagrun did not send (dagrun's own kills are timeouts and reported as
+    such) and only when the memory cgroup counted new OOM kills, or the
+    worker's peak memory was at least half the memory limit. ``output`` (the
+    last lines the worker wrote) ends the text, one indented line each.
+    """
+    when = "while running it" if started else "while starting up, before it could run it"
+    if exitcode is None:
+        text = f"its worker process (pid {pid}) stopped responding {when}"
+    elif exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        text = f"its worker process (pid {pid}) was killed by {name} {when}"
+        if -exitcode == signal.SIGSEGV:
+            text += " (a crash in native code)"
+    else:
+        text = f"its worker process (pid {pid}) exited with code {exitcode} {when}"
+    if peak_rss:
+        text += f"; peak memory {'' if peak_exact else 'at least '}{oom.format_bytes(peak_rss)}"
+    if exitcode == -signal.SIGKILL:
+        high = bool(peak_rss and memory_limit and peak_rss >= memory_limit // 2)
+        if oom_kills:
+            text += (
+                "; likely killed by the out-of-memory killer (the memory cgroup counted "
+                f"{oom_kills} new OOM kill{'s' if oom_kills > 1 else ''})"
+            )
+        elif high:
+            text += (
+                "; likely killed by the out-of-memory killer (it used at least half of the "
+                f"{oom.format_bytes(memory_limit or 0)} memory limit)"
+            )
+        else:
+            text += "; the signal did not come from dagrun"
+    return text + with_output(output)
+
+
+def describe_startup_hang(pid: int, grace_s: float, output: Sequence[str] = ()) -> str:
+    """A worker that never said it was ready (a pipeline module whose import hangs)."""
+    return (
+        f"its worker process (pid {pid}) did not finish starting up within {grace_s:g} s "
+        f"(importing the pipeline's modules) and was stopped; check for work done at "
+        f"import time{with_output(output)}"
+    )
+
+
+def with_output(output: Sequence[str]) -> str:
+    """The worker's last lines, as the end of an error message."""
+    if not output:
+        return ""
+    return "; its last output:\n" + "\n".join(f"  {line}" for line in output)
+
+
+def reap(process: mp.process.BaseProcess) -> int | None:
+    """Exit code of a worker whose sentinel fired (None: it closed its pipes but lived on)."""
+    process.join(TERM_GRACE_S)
+    if process.is_alive():
+        terminate(process)
+        return None
+    return process.exitcode
+
+
+def terminate(process: mp.process.BaseProcess) -> None:
+    """SIGTERM, then SIGKILL after ``TERM_GRACE_S``; returns once the process is reaped."""
+    if not process.is_alive():
+        return
+    process.terminate()
+    process.join(TERM_GRACE_S)
+    if process.is_alive():
+        process.kill()
+        process.join()

@@ -1,0 +1,517 @@
+"""The pool: start, feed, watch and replace worker processes (see the package docstring)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import multiprocessing as mp
+import os
+import pickle
+import select
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
+from typing import Any
+
+from ...pipeline import ModuleSource
+from ...store import StoreConfig
+from .. import capture, oom
+from ..base import (
+    ErrorInfo,
+    Event,
+    ExecutorContext,
+    Ref,
+    Started,
+    TaskLog,
+    TaskMetrics,
+    TaskOutcome,
+    TaskSpec,
+)
+from ..machine import MachineValues
+from .child import READY, SKIPPED, WorkerInit, worker_main
+from .exits import (
+    TERM_GRACE_S,
+    describe_exit,
+    describe_startup_hang,
+    reap,
+    terminate,
+    with_output,
+)
+from .placement import Limits, WorkerView, Writers, may_chain, may_queue, place
+
+# Tuning (to move into ``settings.Tuning``), each with the reason for its value:
+SAMPLE_EVERY_S = 0.5  # peak-memory samples of busy workers: cheap, and fine enough for a crash
+STARTUP_GRACE_S = 30.0  # a worker must finish its imports within this, task timeout or not
+PREFETCH = 2  # tasks a worker may hold: the running one and one queued behind it
+SHORT_TASK_S = 0.005  # only tasks typically shorter than this get one queued behind them
+NEAR_MIN = 1 << 20  # results from this size on pull their consumers to the worker that wrote them
+TAIL_LINES = 5  # last lines of a dead worker's output quoted in its task's error
+MESSAGES_PER_WAKE = 256  # a chatty worker cannot starve the others' pipes
+RAW_READ = 1 << 16  # bytes read from a worker's fd 1/2 at a time
+# Imported once by the fork server so each forked worker starts with them loaded.
+PRELOAD = ["dagrun.executors.local.child", "dagrun.store", "numpy", "pyarrow"]
+
+
+class _Worker:
+    """One worker process, its pipes, and the tasks it holds (the running one first)."""
+
+    def __init__(self, process: mp.process.BaseProcess, conn: Connection,
+                 raw: dict[int, tuple[Connection, capture.Lines]]) -> None:
+        self.process = process
+        self.pid: int = process.pid or 0
+        self.conn = conn
+        self.raw = raw  # read end's fd -> (its connection, its line splitter)
+        self.queue: deque[TaskSpec] = deque()
+        self.deadline: float | None = None
+        self.tasks_done = 0
+        self.peak_rss = 0  # highest sample during the current task
+        self.ready = False  # has said it finished starting up
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)  # its last lines, for a crash's error
+        self.gone = False  # forgotten: its fds may already belong to a new worker
+
+    @property
+    def spec(self) -> TaskSpec | None:
+        """The task this worker is running now."""
+        return self.queue[0] if self.queue else None
+
+
+def default_start_method() -> str:
+    """``fork`` while the driver runs no other thread; else ``forkserver``.
+
+    Forking a process with threads can copy a lock some thread holds, and the
+    child deadlocks on it; workers are started lazily and replaced mid-run,
+    so the choice is made when the pool is built (see the package docstring).
+    """
+    return "fork" if threading.active_count() == 1 else "forkserver"
+
+
+def create(context: ExecutorContext) -> LocalExecutor:
+    """The ``local`` executor of a run: a pool of ``context.workers`` processes."""
+    return LocalExecutor(
+        context.funcs,
+        context.config,
+        workers=context.workers,
+        start_method=context.start_method,
+        sources=context.sources,
+        max_tasks_per_worker=context.max_tasks_per_worker,
+        resources=context.resources,
+        startup_grace_s=getattr(context.settings, "startup_grace_s", STARTUP_GRACE_S),
+    )
+
+
+class LocalExecutor(MachineValues):
+    """A pool of worker processes that survives crashes and enforces timeouts."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        funcs: Mapping[str, Callable[..., Any]],
+        config: StoreConfig,
+        *,
+        workers: int,
+        start_method: str | None = None,
+        sources: Sequence[ModuleSource] = (),
+        max_tasks_per_worker: int | None = None,
+        resources: Mapping[str, Callable[[], Any]] | None = None,
+        startup_grace_s: float = STARTUP_GRACE_S,
+    ) -> None:
+        super().__init__(config)
+        self.workers = workers
+        self.start_method = start_method or default_start_method()
+        self._ctx = mp.get_context(self.start_method)
+        if self.start_method == "forkserver":
+            named = [s.module for s in sources if s.path is None]
+            self._ctx.set_forkserver_preload([*PRELOAD, *named])
+        blob = pickle.dumps((dict(funcs), dict(resources or {})))
+        self._init = WorkerInit(tuple(sources), blob, config, os.getpid())
+        self._limits = Limits(PREFETCH, SHORT_TASK_S, max_tasks_per_worker)
+        self._startup_grace = startup_grace_s
+        self._oom = oom.OomWatch()
+        self._sampled_at = 0.0
+        self._poll = select.poll()
+        self._watched: dict[int, tuple[_Worker, str] | None] = {}  # fd -> (worker, what)
+        self._idle: list[_Worker] = []
+        self._busy: dict[Connection, _Worker] = {}
+        self._events: list[Event] = []  # outcomes, starts and lines, in the order they happened
+        self._funcs = funcs
+        self._typical: dict[Any, float] = {}  # function -> typical wall time of its tasks
+        self.writers = Writers(NEAR_MIN)  # large segment -> pid of the worker that wrote it
+
+    # -- protocol --------------------------------------------------------
+    def free_slots(self) -> int:
+        unstarted = self.workers - len(self._idle) - len(self._busy)
+        room = sum(PREFETCH - len(w.queue) for w in self._busy.values()
+                   if may_queue(self._view(w), self._limits))
+        return len(self._idle) + unstarted + room
+
+    def chain(self, spec: TaskSpec) -> bool:
+        """Queue ``spec`` behind ``spec.after`` in its worker, when that task runs there alone."""
+        worker = next((w for w in self._busy.values()
+                       if w.spec is not None and w.spec.key == spec.after), None)
+        if worker is None or not may_chain(self._view(worker), self._limits):
+            return False
+        try:
+            payload = ForkingPickler.dumps(spec)
+        except Exception:  # noqa: BLE001 - submitted the ordinary way, which reports it
+            return False
+        worker.queue.append(spec)
+        self._send(worker, payload)
+        return True
+
+    def submit(self, spec: TaskSpec) -> int | None:
+        try:
+            payload = ForkingPickler.dumps(spec)
+        except Exception as exc:  # noqa: BLE001 - a parameter value that does not pickle
+            from ..worker import error_info
+
+            exc.add_note(f"the arguments of stage {spec.key.stage!r} could not be pickled "
+                         f"for a worker process; pass parameters that pickle")
+            self._never_ran(spec, error_info(exc, spec.key.stage))
+            return None
+        return self._place(spec, payload)
+
+    def wait(self, timeout: float | None, wake: int | None = None) -> list[Event]:
+        if not self._events:
+            self._wait(timeout, wake)
+        events, self._events = self._events, []
+        return events
+
+    def release(self, ref: Ref) -> None:
+        self.writers.released(ref)
+        super().release(ref)
+
+    def shutdown(self, *, cancel: bool = False) -> None:
+        workers = self._idle + list(self._busy.values())
+        self._idle, self._busy = [], {}
+        for worker in workers:
+            if cancel or worker.spec is not None:
+                terminate(worker.process)
+            else:
+                self._send(worker, ForkingPickler.dumps(None))
+        for worker in workers:
+            worker.process.join(TERM_GRACE_S)
+            terminate(worker.process)
+            self._forget(worker)
+
+    def kill_all(self) -> None:
+        """SIGKILL every worker; only signals are sent (this runs on a second Ctrl-C)."""
+        for worker in (*self._idle, *self._busy.values()):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(worker.pid, signal.SIGKILL)
+
+    # -- placing tasks ---------------------------------------------------
+    def _place(self, spec: TaskSpec, payload: bytes) -> int | None:
+        """Send a task where ``placement.place`` says; its worker's pid if it starts now."""
+        busy = {w.pid: w for w in self._busy.values()}
+        where = place(spec, [w.pid for w in self._idle], [self._view(w) for w in busy.values()],
+                      size=self.workers, limits=self._limits, writers=self.writers)
+        if where.lost is not None:
+            message = (
+                f"its input was kept in worker process {where.lost}, which has exited; run "
+                f"again, or set DAGRUN_HOLD_MIN=off so large results always go to shared memory"
+            )
+            self._never_ran(spec, ErrorInfo("crashed", "WorkerCrashed", message))
+            return None
+        if where.idle is not None:
+            worker = self._idle.pop(where.idle)
+        elif where.new:
+            worker = self._start_worker()
+        else:
+            worker = busy[where.busy]  # type: ignore[index]
+        worker.queue.append(spec)
+        starts_now = len(worker.queue) == 1
+        if starts_now:
+            self._begin(worker)
+            self._busy[worker.conn] = worker
+        self._send(worker, payload)
+        return worker.pid if starts_now else None
+
+    def _view(self, worker: _Worker) -> WorkerView:
+        typical = tuple(self._typical.get(self._funcs.get(s.key.stage)) for s in worker.queue)
+        return WorkerView(worker.pid, typical, worker.ready, worker.tasks_done)
+
+    def _never_ran(self, spec: TaskSpec, info: ErrorInfo) -> None:
+        """A task that fails before any worker ran it (no pid: ``Started`` is never sent)."""
+        self._events.append(TaskOutcome(spec.key, spec.attempt, None, info, TaskMetrics(0)))
+
+    def _begin(self, worker: _Worker) -> None:
+        spec = worker.queue[0]
+        if worker.ready:
+            worker.deadline = time.monotonic() + spec.timeout if spec.timeout else None
+        else:  # start-up (imports) is not the task's run time, but may not hang forever
+            worker.deadline = time.monotonic() + self._startup_grace
+        worker.peak_rss = 0
+
+    # -- waiting -------------------------------------------------------------
+    def _wait(self, timeout: float | None, wake: int | None) -> None:
+        if wake is not None and wake not in self._watched:
+            self._watched[wake] = None
+            self._poll.register(wake, select.POLLIN)
+        deadline = min((w.deadline for w in self._busy.values() if w.deadline), default=None)
+        if deadline is not None:
+            until = max(0.0, deadline - time.monotonic())
+            timeout = until if timeout is None else min(timeout, until)
+        if not self._busy and timeout is None and wake is None:
+            return
+        if self._busy:
+            timeout = SAMPLE_EVERY_S if timeout is None else min(timeout, SAMPLE_EVERY_S)
+        ready = self._poll.poll(None if timeout is None else math.ceil(timeout * 1000))
+        self._sample_memory()
+        # Resolved first: handling one fd can close others, whose numbers a new worker reuses.
+        found = [(fd, self._watched.get(fd)) for fd, _ in ready]
+        died = []
+        for fd, watched in found:
+            if watched is None or watched[0].gone:
+                continue
+            worker, what = watched
+            if what == "sentinel":
+                died.append(worker)
+            elif what == "conn":
+                self._receive(worker)
+            else:
+                self._read_raw(worker, fd)
+        for worker in died:
+            if not worker.gone:
+                self._died(worker)
+        now = time.monotonic()
+        for worker in list(self._busy.values()):
+            if worker.deadline is not None and worker.deadline <= now:
+                self._timed_out(worker)
+
+    def _receive(self, worker: _Worker) -> None:
+        """Records up to and including one outcome (the runner sees each outcome before
+        the next task of this worker reports anything)."""
+        for _ in range(MESSAGES_PER_WAKE):
+            try:
+                data = worker.conn.recv_bytes()
+            except (EOFError, OSError):
+                return  # died mid-send; the sentinel tells how
+            record = capture.is_record(data)
+            if not self._handle(worker, data) or not record or not worker.conn.poll(0):
+                return
+
+    def _drain(self, worker: _Worker) -> bool:
+        """Handle every message and byte the worker sent before it died (or was stopped).
+
+        False when that retired the worker (its last outcome came in).
+        """
+        while True:
+            try:
+                if not worker.conn.poll(0):
+                    break
+                data = worker.conn.recv_bytes()
+            except (EOFError, OSError):
+                break
+            if not self._handle(worker, data):
+                return False
+        self._read_all_raw(worker)
+        return True
+
+    def _handle(self, worker: _Worker, data: bytes) -> bool:
+        """One message from a worker; False when the worker was retired because of it."""
+        if capture.is_record(data):
+            self._line(worker, *capture.decode(data))
+            return True
+        if data == READY:
+            worker.ready = True
+            worker.tail.clear()  # import-time output belongs to no task
+            if worker.spec is not None:
+                self._begin(worker)
+            return True
+        spec = worker.spec
+        if spec is None:
+            return True  # nothing was asked of it: cannot happen, nothing to report
+        try:
+            # None: chained behind a task that failed, it did not run
+            message = None if data == SKIPPED else pickle.loads(data)
+        except Exception as exc:  # noqa: BLE001 - an outcome that fails to unpickle
+            message = ErrorInfo(
+                "raised", type(exc).__name__, f"the result could not be read: {exc}"
+            )
+        if isinstance(message, ErrorInfo):  # the worker could not even read the task
+            message = TaskOutcome(spec.key, spec.attempt, None, message, TaskMetrics(worker.pid))
+        self._read_all_raw(worker)  # its raw lines precede its outcome
+        worker.tail.clear()
+        self._finish(worker, message)
+        worker.tasks_done += 1
+        if worker.queue:
+            return True  # it went straight on to its next task
+        if self._limits.max_tasks and worker.tasks_done >= self._limits.max_tasks:
+            self._send(worker, ForkingPickler.dumps(None))
+            worker.process.join(TERM_GRACE_S)
+            terminate(worker.process)
+            self.writers.died(worker.pid)
+            self._forget(worker)
+            return False
+        self._idle.append(worker)
+        return True
+
+    def _line(self, worker: _Worker, stream: str, level: str, message: str) -> None:
+        """A line from a worker: part of its tail; a ``TaskLog`` when a task of it runs."""
+        worker.tail.append(message)
+        spec = worker.spec
+        if spec is not None and worker.ready:
+            self._events.append(TaskLog(spec.key, spec.attempt, worker.pid, stream, level,
+                                        message))
+
+    def _read_raw(self, worker: _Worker, fd: int, *, drain: bool = False) -> None:
+        _, lines = worker.raw[fd]
+        while True:
+            try:
+                data = os.read(fd, RAW_READ)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:  # end of file: every writer is gone
+                self._unwatch(fd)
+                return
+            for line in lines.feed(data):
+                self._line(worker, lines.stream, lines.level, line)
+            if not drain:
+                return
+
+    def _read_all_raw(self, worker: _Worker) -> None:
+        """Everything in the worker's fd 1/2 pipes now, the last unfinished line included."""
+        for fd, (_, lines) in worker.raw.items():
+            self._read_raw(worker, fd, drain=True)
+            for line in lines.rest():
+                self._line(worker, lines.stream, lines.level, line)
+
+    def _finish(self, worker: _Worker, outcome: TaskOutcome | None) -> None:
+        """The worker's current task ended (``None``: a chained task that did not run)."""
+        spec = worker.queue.popleft()
+        if outcome is not None:
+            self._events.append(outcome)
+            self._learn(worker, spec, outcome)
+        if worker.queue:
+            self._begin(worker)
+            following = worker.queue[0]
+            if following.after is None or (outcome is not None and outcome.error is None):
+                self._events.append(Started(following, worker.pid))
+            # else its predecessor failed: the worker skips it (nothing to report)
+        else:
+            del self._busy[worker.conn]
+            worker.deadline = None
+
+    def _learn(self, worker: _Worker, spec: TaskSpec, outcome: TaskOutcome) -> None:
+        """Remember how long the stage's tasks take and where large results were written."""
+        self.writers.wrote(outcome.handle, worker.pid)
+        if outcome.error is None:
+            func = self._funcs.get(spec.key.stage)
+            wall = outcome.metrics.wall_s
+            known = self._typical.get(func)
+            self._typical[func] = wall if known is None else 0.7 * known + 0.3 * wall
+
+    # -- deaths ------------------------------------------------------------
+    def _died(self, worker: _Worker) -> None:
+        """A worker's sentinel fired: read what it sent first, then report what it was running."""
+        if not self._drain(worker):
+            return
+        if worker.conn in self._busy:
+            exitcode = reap(worker.process)
+            oom_kills = self._oom.new_kills() if exitcode == -signal.SIGKILL else 0
+            message = describe_exit(
+                worker.pid, exitcode, peak_rss=worker.peak_rss or None, peak_exact=False,
+                oom_kills=oom_kills, memory_limit=self._oom.limit, started=worker.ready,
+                output=list(worker.tail),
+            )
+            self._fail(worker, ErrorInfo("crashed", "WorkerCrashed", message))
+        elif worker in self._idle:
+            self._idle.remove(worker)  # an idle worker died: simply not reused
+            reap(worker.process)
+            self.writers.died(worker.pid)
+            self._forget(worker)
+
+    def _timed_out(self, worker: _Worker) -> None:
+        if not self._drain(worker):  # its outcome may be in the pipe already
+            return
+        spec = worker.spec
+        if spec is None or worker.deadline is None or worker.deadline > time.monotonic():
+            return
+        terminate(worker.process)
+        self._read_all_raw(worker)
+        if not worker.ready:
+            info = ErrorInfo("crashed", "WorkerCrashed", describe_startup_hang(
+                worker.pid, self._startup_grace, list(worker.tail)))
+        else:
+            message = (f"timed out after {spec.timeout:g} s; its worker (pid {worker.pid}) "
+                       f"was stopped{with_output(list(worker.tail))}")
+            info = ErrorInfo("timeout", "StageTimeout", message)
+        self._fail(worker, info)
+
+    def _fail(self, worker: _Worker, info: ErrorInfo) -> None:
+        spec = worker.spec
+        assert spec is not None
+        outcome = TaskOutcome(spec.key, spec.attempt, None, info, TaskMetrics(worker.pid))
+        # Prefetched, never started: they go elsewhere; chained ones need this
+        # task's result, so the runner plans them again once it has one.
+        queued = [q for q in list(worker.queue)[1:] if q.after is None]
+        worker.queue.clear()
+        worker.queue.append(spec)
+        self._finish(worker, outcome)
+        self.writers.died(worker.pid)
+        self._forget(worker)
+        for waiting in queued:
+            pid = self._place(waiting, ForkingPickler.dumps(waiting))
+            if pid is not None:
+                self._events.append(Started(waiting, pid))
+
+    def _sample_memory(self) -> None:
+        now = time.monotonic()
+        if now - self._sampled_at < SAMPLE_EVERY_S:
+            return
+        self._sampled_at = now
+        for worker in self._busy.values():
+            worker.peak_rss = max(worker.peak_rss, oom.peak_rss_of(worker.pid))
+
+    # -- processes and pipes ---------------------------------------------------
+    def _start_worker(self) -> _Worker:
+        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        out_r, out_w = self._ctx.Pipe(duplex=False)
+        err_r, err_w = self._ctx.Pipe(duplex=False)
+        process = self._ctx.Process(
+            target=worker_main, args=(child_conn, out_w, err_w, self._init),
+            name="dagrun-worker", daemon=False,
+        )
+        process.start()
+        for end in (child_conn, out_w, err_w):
+            end.close()
+        raw = {}
+        for reader, stream in ((out_r, "stdout"), (err_r, "stderr")):
+            os.set_blocking(reader.fileno(), False)
+            raw[reader.fileno()] = (reader, capture.Lines(stream))
+        worker = _Worker(process, parent_conn, raw)
+        watch = {parent_conn.fileno(): "conn", process.sentinel: "sentinel"}
+        watch.update({fd: "raw" for fd in raw})
+        for fd, what in watch.items():
+            self._watched[fd] = (worker, what)
+            self._poll.register(fd, select.POLLIN)
+        return worker
+
+    def _send(self, worker: _Worker, payload: bytes | memoryview) -> None:
+        try:
+            worker.conn.send_bytes(payload)
+        except (OSError, EOFError, ValueError):
+            pass  # the worker is dead: its sentinel reports it in wait()
+
+    def _unwatch(self, fd: int) -> None:
+        if self._watched.pop(fd, None) is not None:
+            self._poll.unregister(fd)
+
+    def _forget(self, worker: _Worker) -> None:
+        """Stop watching a worker that is gone; free its pipes and its process's fds."""
+        worker.gone = True
+        fds = [fd for fd, w in self._watched.items() if w is not None and w[0] is worker]
+        for fd in fds:
+            self._unwatch(fd)
+        worker.conn.close()
+        for reader, _ in worker.raw.values():
+            reader.close()
+        if worker.process.exitcode is not None:
+            worker.process.close()  # else the sentinel stays open until garbage collection
