@@ -71,7 +71,16 @@ def test_exit_1_on_stage_failure_with_traceback_once(state_dir):
         ((resource("syntax_error"),), "syntax_error.py, line 6"),
         (("does/not/exist.py",), "does not exist"),
         ((resource("hello"), "--workers", "0"), "workers must be at least 1"),
-        ((resource("hello"), "--executor", "nope"), "Invalid value"),
+        ((resource("hello"), "--executor", "nope"), "--executor 'nope' is unknown"),
+        ((resource("hello"), "--timeout", "-1"), "--timeout must be a positive number"),
+        ((resource("hello"), "--max-runtime", "-5"), "is not a duration"),
+        ((resource("hello"), "--max-runtime", "0s"), "--max-runtime must be positive"),
+        ((resource("hello"), "--max-tasks-per-worker", "0"), "must be at least 1"),
+        ((resource("hello"), "--memory", "lots"), "is not a size"),
+        ((resource("hello"), "--run-date", "2026-13-01"), "write it as YYYY-MM-DD"),
+        ((resource("hello"), "--run-date", "tomorrow"), "is not a date"),
+        ((resource("hello"), "--params-file", "no/such.toml"), "cannot be read"),
+        ((resource("hello"), "--address", "tcp://x:1"), "only meaningful with --executor"),
     ],
 )
 def test_exit_2_on_invalid_usage(args, message, state_dir):
@@ -214,3 +223,74 @@ def test_without_dev_shm_the_run_spills_to_disk_and_says_so_once(state_dir, tmp_
     assert "read-only" in done.stdout
     spill = state_dir / "spill"
     assert not spill.exists() or not any(spill.iterdir())
+
+
+def test_version():
+    """`dagrun --version` prints the version and exits 0."""
+    done = subprocess.run([*DAGRUN, "--version"], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0 and done.stdout.startswith("dagrun ")
+
+
+def test_state_dir_naming_a_file_is_a_usage_error(tmp_path):
+    """--state-dir naming a file exits 2 with a clear message, for run and for runs."""
+    path = tmp_path / "afile"
+    path.write_text("")
+    for args in (("run", resource("hello")), ("runs",)):
+        done = subprocess.run([*DAGRUN, *args, "--state-dir", str(path)], capture_output=True,
+                              text=True, cwd=ROOT, timeout=60)
+        assert done.returncode == 2 and "is a file, not a directory" in done.stderr
+
+
+def test_run_date_reaches_the_stage(state_dir):
+    """--run-date is what a stage's `run_date: datetime.date` parameter receives."""
+    done = dagrun("run", resource("dated"), "--run-date", "2026-11-03", "--log-format", "json",
+                  state_dir=state_dir)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert events[0]["event"] == "run_started" and events[0]["run_date"] == "2026-11-03"
+    logs = [e["message"] for e in events if e["event"] == "task_log"]
+    assert "logical date 2026-11-03 (date)" in logs
+
+
+def test_params_file_and_param_override(state_dir, tmp_path):
+    """--params-file values act as --param; a --param on the command line wins."""
+    toml = tmp_path / "params.toml"
+    toml.write_text('fail_on = "2026-11-03"\n')
+    failing = dagrun("run", resource("dated"), "--run-date", "2026-11-03", "--params-file",
+                     str(toml), state_dir=state_dir)
+    assert failing.returncode == 1
+    overridden = dagrun("run", resource("dated"), "--run-date", "2026-11-03", "--params-file",
+                        str(toml), "--param", "fail_on=never", state_dir=state_dir)
+    assert overridden.returncode == 0, overridden.stderr
+
+
+def test_max_runtime_stops_the_run_with_124(state_dir):
+    """A run past --max-runtime stops cleanly: exit 124, status timed_out, nothing left."""
+    before = shm_entries()
+    started = time.monotonic()
+    done = dagrun("run", resource("long_running"), "--workers", "2", "--max-runtime", "1s",
+                  "--log-format", "json", state_dir=state_dir)
+    assert done.returncode == 124, done.stderr
+    assert time.monotonic() - started < 30
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert events[-1]["event"] == "run_finished" and events[-1]["status"] == "timed_out"
+    time.sleep(0.2)
+    assert not any(alive(pid) for pid in workers_of(events))
+    assert shm_entries() == before
+    assert "--max-runtime" in done.stderr
+
+
+def test_readme_crontab_line_runs_as_written(tmp_path):
+    """The README's crontab command, as cron would run it (\\% becomes %), exits 0."""
+    line = next(x for x in (ROOT / "README.md").read_text().splitlines()
+                if x.startswith("30 2 * * * "))
+    command = line.split(" ", 5)[5].replace("\\%", "%")
+    command = command.replace("cd /srv/pipelines", f"cd {ROOT}")
+    command = command.replace("dagrun-cron.log", str(tmp_path / "cron.log"))
+    env = {**os.environ, "DAGRUN_STATE_DIR": str(tmp_path / "state")}
+    done = subprocess.run(["/bin/sh", "-c", command], env=env, timeout=300, capture_output=True,
+                          text=True)
+    log = (tmp_path / "cron.log").read_text()
+    assert done.returncode == 0, log[-2000:]
+    events = [json.loads(x) for x in log.splitlines() if x.startswith("{")]
+    assert events[-1]["event"] == "run_finished" and events[-1]["status"] == "succeeded"
