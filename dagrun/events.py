@@ -8,7 +8,8 @@ own structlog configuration is left alone) and is one processor long:
 its end is the ``EventLog`` itself, which for each event
 
 - appends the dict to ``records`` (the run's summary is computed from them
-  at the end, so nothing is read back from disk);
+  at the end, so nothing is read back from disk); ``task_log`` events are
+  left out, so a stage that prints a million lines costs no memory here;
 - writes it as a JSON line (orjson) to ``events.jsonl``, block-buffered and
   flushed whenever the runner is about to wait, so the file is current
   whenever nothing is happening and a burst of events costs one write;
@@ -142,7 +143,8 @@ class EventLog:
         getattr(self._log, level)(event, **fields)
 
     def _write(self, event: dict[str, Any]) -> None:
-        self.records.append(event)
+        if event["event"] != "task_log":  # a chatty stage's lines need not stay in memory
+            self.records.append(event)
         line = encode(event)
         self._file.write(line)
         if self._json is not None:
