@@ -37,7 +37,10 @@ def load(target: str | Path | ModuleType | Pipeline) -> Pipeline:
         module, source = _import_file(Path(text))
     else:
         module, source = _import_name(text)
-    return Pipeline.from_module(module, source)
+    pipe = Pipeline.from_module(module, source)
+    if source.path is not None and pipe.name == module.__name__:
+        pipe.name = Path(source.path).stem  # `my-pipeline.py` is "my-pipeline", in history too
+    return pipe
 
 
 def import_source(source: ModuleSource) -> ModuleType:

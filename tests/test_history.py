@@ -117,3 +117,12 @@ def test_clean_runs_older_than(state_dir):
     assert alone.returncode == 2 and "--runs" in alone.stderr
     gone = dagrun("clean", "--runs", "--state-dir", str(state_dir))
     assert gone.returncode == 0 and not list((state_dir / "runs").iterdir())
+
+
+def test_a_hyphenated_file_keeps_its_name(state_dir, tmp_path):
+    """A pipeline file `my-pipeline.py` is listed as my-pipeline, not a module alias."""
+    path = tmp_path / "my-pipeline.py"
+    path.write_text(Path(resource("hello")).read_text())
+    assert dagrun("run", str(path), "--state-dir", str(state_dir)).returncode == 0
+    listing = dagrun("runs", "--state-dir", str(state_dir), "--pipeline", "my-pipeline").stdout
+    assert len(listing.splitlines()) == 2 and " my-pipeline " in listing
