@@ -204,17 +204,24 @@ sys.exit(130)
 
 
 def interrupt(engine: str, settle_s: float) -> tuple[int, str, float]:
-    """Run a driver that waits on a long task; Ctrl-C it; (exit code, output, seconds)."""
+    """Run a driver that waits on a long task; Ctrl-C it; (exit code, output, seconds).
+
+    Every process the driver started (the engine's) must be gone soon after it exits.
+    """
     proc = subprocess.Popen([sys.executable, "-c", INTERRUPT.format(root=str(ROOT)), engine],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             start_new_session=True)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "submitted"
     time.sleep(settle_s)  # the task is running by now
+    started = psutil.Process(proc.pid).children(recursive=True)
     began = time.monotonic()
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
-    return proc.returncode, out, time.monotonic() - began
+    seconds = time.monotonic() - began
+    _, alive = psutil.wait_procs(started, timeout=20)
+    assert not alive, f"the driver left {[p.pid for p in alive]} running"
+    return proc.returncode, out, seconds
 
 
 def test_ctrl_c_cancels_and_closes_the_cluster():
