@@ -105,6 +105,7 @@ class Planner:
             self.ledger.complete(name, node.stage.options.concat)
             return step
         self.scheduler.set_batches(name, len(ranges))
+        self.report.batches[name] = len(ranges)
         for index, items in enumerate(ranges):
             self.push(self.task(TaskKey(name, index), items=items))
         return Step()

@@ -23,6 +23,7 @@ class Reporter:
         self.events = events
         self.metrics: list[dict[str, Any]] = []
         self.skipped: dict[str, str] = {}
+        self.batches: dict[str, int] = {}  # mapped stage -> how many batches it runs as
 
     def started(
         self, spec: TaskSpec, worker: int | str, host: str | None, priority: float,
@@ -38,7 +39,7 @@ class Reporter:
             **where,
             priority=round(priority, 6),
             estimate_s=None if estimate is None else round(estimate, 6),
-            **_batch_fields(spec.key, spec.items),
+            **self._batch(spec.key, spec.items),
         )
 
     def finished(self, outcome: TaskOutcome) -> None:
@@ -56,7 +57,7 @@ class Reporter:
             "output_bytes": m.output_bytes,
             "transport": m.transport,
             "cached": False,
-            **_batch_fields(outcome.key),
+            **self._batch(outcome.key),
         }
         if m.worker is not None:
             record["worker"], record["host"] = m.worker, m.host
@@ -105,14 +106,19 @@ class Reporter:
             **_batch_fields(line.key),
         )
 
+    def _batch(self, key: TaskKey, items: tuple[int, int] | None = None) -> dict[str, Any]:
+        """A batch's number, the batch count of its stage and (when known) its element count."""
+        if key.batch is None:
+            return {}
+        fields: dict[str, Any] = {"batch": key.batch, "batches": self.batches.get(key.stage)}
+        if items is not None:
+            fields["items"] = items[1] - items[0]
+        return fields
+
     def notice(self, event: str, stage: str, **fields: Any) -> None:
         """A warning about one stage (a store fallback, a damaged cache entry)."""
         self.events.emit(event, level="warning", stage=stage, **fields)
 
 
-def _batch_fields(key: TaskKey, items: tuple[int, int] | None = None) -> dict[str, Any]:
-    if key.batch is None:
-        return {}
-    if items is None:
-        return {"batch": key.batch}
-    return {"batch": key.batch, "items": items[1] - items[0]}
+def _batch_fields(key: TaskKey) -> dict[str, Any]:
+    return {} if key.batch is None else {"batch": key.batch}
