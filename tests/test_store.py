@@ -108,7 +108,8 @@ OTHERS: dict[str, tuple[Callable[[], Any], str]] = {
     "tuple": (lambda: (np.arange(N, dtype="f4"), np.arange(N, dtype="i8")), "shm+pickle"),
     "arrow-array": (lambda: pa.array(np.arange(N)), "shm+pickle"),
     "large-pickle": (lambda: list(range(N)), "pickle"),
-    "large-bytes": (lambda: bytearray(b"q" * N * 4), "pickle"),
+    "large-bytes": (lambda: bytearray(b"q" * N * 4), "shm"),
+    "large-immutable-bytes": (lambda: bytes(b"r" * N * 4), "shm"),
     "small-int": (lambda: 42, "pickle"),
     "small-array": (lambda: np.arange(10), "pickle"),
     "zero-d": (lambda: np.array(3.5), "pickle"),
@@ -156,9 +157,11 @@ def _assert_report(report: dict[str, Any], handle: Any, config: StoreConfig) -> 
     assert report["pid"] != os.getpid()
     assert report["equal"]
     assert report["allocated"] in (0, None)  # Arrow reads are zero-copy
-    if handle.transport != "pickle":
+    # bytes and bytearray own their memory: they are copied out of the mapping.
+    copied = getattr(handle.payload, "kind", None) in ("bytes", "bytearray")
+    if handle.transport != "pickle" and not copied:
         assert report["mappings"], "no data buffer found"
-    for found in report["mappings"] if handle.transport != "pickle" else []:
+    for found in report["mappings"] if handle.transport != "pickle" and not copied else []:
         assert found is not None
         perms, path = found
         assert perms.startswith("r-") and perms.endswith("s"), found  # read-only, shared
@@ -260,3 +263,40 @@ def test_decoded_small_array_is_read_only(config: StoreConfig) -> None:
     value = decode(encode(np.arange(5), config, "s"), config, "t").value
     with pytest.raises(ValueError, match="read-only"):
         value[0] = 1
+
+
+@pytest.mark.parametrize("kind", ["bytes", "bytearray", "memoryview"])
+def test_bytes_like_values_keep_their_type(kind: str, config: StoreConfig) -> None:
+    """A large bytes / bytearray / memoryview is stored as is and read back as its own type."""
+    raw = bytes(range(256)) * (N // 32)
+    value = {"bytes": raw, "bytearray": bytearray(raw),
+             "memoryview": memoryview(bytearray(raw)).cast("I", (len(raw) // 64, 16))}[kind]
+    handle = encode(value, config, "producer")
+    assert handle.transport == "shm" and handle.nbytes == len(raw)
+    decoded = decode(handle, config, "consumer")
+    try:
+        got = decoded.value
+        assert type(got) is type(value)
+        if kind == "memoryview":
+            assert got.readonly and got.format == "I" and got.shape == value.shape
+            assert got.tobytes() == raw
+        else:
+            assert got == raw
+    finally:
+        del got
+        decoded.close()
+
+
+def test_a_large_plain_python_value_is_one_pickle(config: StoreConfig) -> None:
+    """A list of ints pickles once into a segment: no per-object hook (the tree) runs."""
+    from dagrun.store.config import BlobPayload
+
+    value = list(range(N))
+    handle = encode(value, config, "producer")
+    assert handle.transport == "pickle" and isinstance(handle.payload, BlobPayload)
+    assert handle.payload.kind == "pickle" and handle.length == N
+    decoded = decode(handle, config, "consumer")
+    try:
+        assert decoded.value == value
+    finally:
+        decoded.close()

@@ -2,21 +2,35 @@
 
     value ─┬─ ndarray (large, non-object) ─────────────▶ arrays   (shm | file)
            ├─ Table/RecordBatch/pandas/polars frame ───▶ arrow    (arrow | arrow+file)
+           ├─ bytes / bytearray / memoryview (large) ──▶ its bytes in a segment, as is
            ├─ anything pickling to < inline_max bytes ─▶ pickle, inside the handle
+           ├─ a large pickle with no large buffer ─────▶ that pickle in a segment (blob)
            └─ anything else (containers, objects) ─────▶ tree: a pickled skeleton whose
               large arrays/tables are persistent ids for their own parts, and whose
               other large out-of-band buffers become uint8 arrays (shm+pickle, …)
 
-The small path is one ``pickle.dumps`` with no filesystem call; its buffer
-callback aborts as soon as a large buffer shows up, so a container of big
-arrays is never copied into a pickle.
+The first path for anything not an array or a table is one ``pickle.dumps``
+with no filesystem call; its buffer callback aborts as soon as a large buffer
+shows up, so a container of big arrays is never copied into a pickle. When
+none shows up and the pickle names no numpy (an array pickled in-band), it is
+the value's whole encoding: plain Python data
+(a list of a million ints) costs one ``dumps`` and one ``loads``, never a
+Python-level hook per object. A bytes-like value is copied once into its
+segment and once out of it (a ``memoryview`` not even that: the consumer
+reads the mapping), and comes back as the type it was returned as.
+
+A returned array is copied into its segment as it is, never freed page by
+page while copied: whether anything else still references it cannot be
+known for certain (``sys.getrefcount`` undercounts borrowed references from
+CPython 3.14), and freeing the pages of an array someone else reads would
+hand them zeros. A value kept in its worker (``held``) is given to its
+consumer as a read-only view; the producer's own object is left as it was.
 """
 
 from __future__ import annotations
 
 import io
 import pickle
-import sys
 import weakref
 from typing import Any
 
@@ -57,20 +71,15 @@ def _transport(tokens: set[str]) -> str:
 def encode_result(
     box: list[Any], config: StoreConfig, stage: str, *, keep: bool = False
 ) -> Handle:
-    """``encode`` for a result its caller gives up: ``box`` holds the caller's only reference.
+    """``encode`` for a result its caller gives up: ``box`` holds the caller's reference.
 
-    A large array that nothing else references is then freed page by page
-    as it is copied into its segment, so returning it does not double the
-    memory it takes. With ``keep`` a large result may instead stay in this
-    process (``held``): an array only if nothing else references it, since
-    it is made read-only for its consumer.
+    With ``keep`` a large result may instead stay in this process (``held``),
+    handed to its one consumer as a read-only view.
     """
     value = box.pop()
-    others = sys.getrefcount(value) - 2  # minus getrefcount's argument and ``value``
-    is_array = type(value) is np.ndarray
-    if keep and held.holdable(value, config) and (not is_array or others == 0):
+    if keep and held.holdable(value, config):
         return held.hold(value)
-    return encode(value, config, stage, release=is_array and arrays.owned_outright(value, others))
+    return encode(value, config, stage)
 
 
 def encode(value: Any, config: StoreConfig, stage: str, *, release: bool = False) -> Handle:
@@ -82,6 +91,9 @@ def encode(value: Any, config: StoreConfig, stage: str, *, release: bool = False
     if type(value) is np.ndarray:
         if not value.dtype.hasobject and value.nbytes >= config.inline_max:
             return arrays.encode_array(value, config, stage, object(), release=release)
+    elif type(value) in _BYTES_LIKE:
+        if memoryview(value).nbytes >= config.inline_max:
+            return _encode_bytes(value, config, stage)
     else:
         kind = arrow.kind_of(value)
         if kind is not None:
@@ -101,7 +113,31 @@ def encode(value: Any, config: StoreConfig, stage: str, *, release: bool = False
         data = None
     if data is not None and len(data) < limit:
         return Handle("pickle", len(data), data, _length_of(value))
+    if data is not None and b"numpy" not in data:
+        # Large, with no large buffer and no array inside: the pickle is all there is.
+        blob = _encode_blob(data, config, stage)
+        tokens = {"pickle", "file"} if blob.segment.where == "file" else {"pickle"}
+        return Handle(_transport(tokens), len(data), blob, _length_of(value))
     return _encode_tree(value, config, stage)
+
+
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+# Large Arrow and pandas buffers always leave the pickle (``_Large``); a large
+# numpy array pickled in-band (a non-contiguous view) names numpy, and the
+# tree stores it as its own part. One search of the bytes costs far less than
+# the tree's hook per object.
+
+
+def _encode_bytes(value: bytes | bytearray | memoryview, config: StoreConfig, stage: str) -> Handle:
+    view = memoryview(value)
+    extra = (view.format, view.shape) if type(value) is memoryview else None
+    flat = view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
+    entry, ref, _fresh = segments.create(config, flat.nbytes, stage)
+    with segments.filling(config, ref, entry):
+        entry.mm[: flat.nbytes] = flat
+    kind = type(value).__name__
+    transport = "shm" if ref.where == "shm" else "file"
+    return Handle(transport, flat.nbytes, BlobPayload(ref, flat.nbytes, kind, extra), len(value))
 
 
 def _try_arrow(value: Any, kind: str, config: StoreConfig, stage: str) -> Handle | None:
@@ -231,7 +267,7 @@ def _decode_value(handle: Handle, config: StoreConfig, stage: str) -> Any:
     if isinstance(payload, ArrowPayload):
         return arrow.decode_arrow(payload, config, stage)
     if isinstance(payload, BlobPayload):
-        return _ReadOnlyUnpickler(io.BytesIO(_read_blob(payload, config, stage))).load()
+        return _decode_blob(payload, config, stage)
     if isinstance(payload, HeldPayload):
         return held.take(payload, stage)
     if isinstance(payload, TreePayload):
@@ -242,6 +278,22 @@ def _decode_value(handle: Handle, config: StoreConfig, stage: str) -> Any:
         unpickler = _TreeUnpickler(io.BytesIO(data), payload.parts, buffers, config, stage)
         return unpickler.load()
     return pickle.loads(payload)
+
+
+def _decode_blob(blob: BlobPayload, config: StoreConfig, stage: str) -> Any:
+    data = _read_blob(blob, config, stage)
+    if blob.kind == "bytes":
+        return data.tobytes()
+    if blob.kind == "bytearray":
+        return bytearray(data)
+    if blob.kind == "memoryview":  # the read-only mapping itself, shaped as it was
+        view = memoryview(data)
+        fmt, shape = blob.extra
+        try:
+            return view.cast(fmt, shape) if shape else view.cast(fmt)
+        except (TypeError, ValueError):
+            return view
+    return _ReadOnlyUnpickler(io.BytesIO(data)).load()
 
 
 def _read_blob(blob: BlobPayload, config: StoreConfig, stage: str) -> Any:

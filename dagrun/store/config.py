@@ -130,10 +130,12 @@ class ArrowPayload:
 
 @dataclass(frozen=True)
 class BlobPayload:
-    """Pickled bytes too large to travel inside the handle."""
+    """Bytes too large to travel inside the handle: a pickle, or a bytes-like value itself."""
 
     segment: SegmentRef
     size: int
+    kind: str = "pickle"  # pickle | bytes | bytearray | memoryview
+    extra: Any = None  # a memoryview's (format, shape)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
     producer task (keep=True) ──▶ hold(value) ──▶ Handle("worker", token)
     driver: the only consumer is ready at once ──▶ sent to the same worker
-    consumer task ──▶ take(token) ──▶ the same object, read-only; nothing copied
+    consumer task ──▶ take(token) ──▶ the same data (an array as a read-only view); no copy
 
 Why: on a machine without huge pages for shared memory, putting 1 GiB into
 fresh ``/dev/shm`` pages costs about half a second (a page fault and a
@@ -61,8 +61,6 @@ def holdable(value: Any, config: StoreConfig) -> bool:
 def hold(value: Any) -> Handle:
     """Keep ``value`` in this process; the handle names it for ``take``."""
     token = secrets.token_hex(8)
-    if isinstance(value, np.ndarray):
-        value.flags.writeable = False  # the producer is done with it; views stay read-only
     _held[token] = value
     nbytes = int(value.nbytes)
     length = value.num_rows if hasattr(value, "num_rows") else (
@@ -80,4 +78,9 @@ def take(payload: HeldPayload, stage: str) -> Any:
             f"is process {os.getpid()}; the value is no longer available"
         )
         raise SegmentMissingError(msg)
-    return value.view() if isinstance(value, np.ndarray) else value
+    if isinstance(value, np.ndarray):
+        # The consumer's own read-only view: the producer's object is left as it was
+        # (whether anything else holds it cannot be told for certain).
+        value = value.view()
+        value.flags.writeable = False
+    return value
