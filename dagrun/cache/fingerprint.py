@@ -189,7 +189,7 @@ def _module_ref(module: ModuleType, kind: str) -> Ref | None:
     if kind == "stdlib":
         return None
     top = module.__name__.split(".")[0]
-    return Ref(f"library {top}", "library", _version(top))
+    return Ref(f"library {top}", "library", _version(top, sys.modules.get(top)))
 
 
 def _plain(value: Any, depth: int = 0) -> bool:
@@ -266,22 +266,33 @@ def _environment_prefixes() -> list[str]:
     return [os.path.realpath(p) + os.sep for p in prefixes]
 
 
-def _version(top: str) -> str:
+def _version(top: str, module: ModuleType | None = None) -> str:
+    """``dist==version`` of the distribution providing import name ``top``."""
     global _DISTRIBUTIONS
     known = _VERSIONS.get(top)
     if known is not None:
         return known
-    if _DISTRIBUTIONS is None:
-        _DISTRIBUTIONS = dict(importlib.metadata.packages_distributions())
-    version = "unknown"
-    for dist in _DISTRIBUTIONS.get(top, []):
-        try:
-            version = f"{dist}=={importlib.metadata.version(dist)}"
-            break
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    _VERSIONS[top] = version
-    return version
+    version = _try_version(top)
+    if version is None and isinstance(getattr(module, "__version__", None), str):
+        version = f"{top}=={module.__version__}"  # type: ignore[union-attr]
+    if version is None:
+        # Slow (reads every installed distribution's file list): only when the
+        # distribution is named unlike its import name and has no __version__.
+        if _DISTRIBUTIONS is None:
+            _DISTRIBUTIONS = dict(importlib.metadata.packages_distributions())
+        for dist in _DISTRIBUTIONS.get(top, []):
+            version = _try_version(dist)
+            if version is not None:
+                break
+    _VERSIONS[top] = version or "unknown"
+    return _VERSIONS[top]
+
+
+def _try_version(dist: str) -> str | None:
+    try:
+        return f"{dist}=={importlib.metadata.version(dist)}"
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _definition(obj: Any) -> ast.AST | None:
