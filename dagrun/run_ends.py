@@ -33,7 +33,9 @@ class RunTimedOut(DagrunError):
 
 
 def bind_run_date(graph: Graph, when: date | datetime | None) -> date | datetime | None:
-    """Give every stage with a ``run_date`` parameter the run's logical date; None if none takes it.
+    """Give every stage with a ``run_date`` parameter the run's logical date, and return it.
+
+    None when no date was given and no stage takes one.
 
     The value follows the parameter's annotation: ``datetime.date`` (the
     default), ``datetime.datetime`` or ``str`` (ISO text). Without a date
@@ -45,7 +47,7 @@ def bind_run_date(graph: Graph, when: date | datetime | None) -> date | datetime
         and RUN_DATE not in node.stage.bound
     ]
     if not takers:
-        return None
+        return when
     moment = when if when is not None else datetime.now().astimezone()
     for node in takers:
         annotation = _annotation(node.stage.func, RUN_DATE)
