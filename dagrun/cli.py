@@ -20,6 +20,8 @@ from typing import Annotated, Any
 
 import typer
 
+from .cli_cache import clean_cache
+from .cli_cache import register as register_cache
 from .cli_jobs import backfill_command, schedule_command
 from .cli_options import (
     AddressOpt,
@@ -65,6 +67,7 @@ runs_app = typer.Typer(help="History of runs and their per-stage metrics.", no_a
 app.add_typer(runs_app, name="runs")
 app.command("schedule")(schedule_command)
 app.command("backfill")(backfill_command)
+register_cache(app)
 register_report(app)
 
 
@@ -251,21 +254,28 @@ def clean_command(
         bool, typer.Option("--runs", help="Also delete run history (see --older-than).")
     ] = False,
     older_than: Annotated[
-        str | None, typer.Option(help="With --runs: only runs started longer ago (30d, 12h).")
+        str | None, typer.Option(help="With --runs / --cache: only older ones (30d, 12h).")
     ] = None,
+    cache: Annotated[bool, typer.Option("--cache", help="Also clean the cache.")] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="With --cache: remove damaged entries.")
+    ] = False,
+    max_size: Annotated[
+        str | None, typer.Option(help="With --cache: drop least recently used beyond (10G).")
+    ] = None,
+    cache_dir: CacheDirOpt = None,
 ) -> None:
-    """Remove cache, orphaned shared memory (of runs whose driver is gone) and spill files."""
-    import shutil
-
+    """Remove orphaned shared memory (of runs whose driver is gone), spill files and, with
+    --cache / --runs, cache entries / run history."""
     from .store import clean_orphans
 
     try:
-        age = _age(older_than, runs)
+        age = _age(older_than, runs or cache)
         state = _state_dir(state_dir)
         removed = clean_orphans(state, os.environ.get("DAGRUN_SHM_DIR", "/dev/shm"))
-        if (state / "cache").exists():
-            shutil.rmtree(state / "cache")
-            removed.append(str(state / "cache"))
+        if cache:
+            removed += clean_cache(state, cache_dir, verify=verify, older_than=age,
+                                   max_size=max_size)
         if runs:
             from .jobs.retention import prune_runs
 
@@ -285,7 +295,10 @@ def _age(older_than: str | None, runs: bool) -> float | None:
     from .units import parse_duration
 
     if not runs:
-        msg = "--older-than applies to --runs; write e.g. `dagrun clean --runs --older-than 30d`"
+        msg = (
+            "--older-than applies to --runs and --cache; write e.g. "
+            "`dagrun clean --cache --older-than 7d`"
+        )
         raise UsageError(msg)
     return parse_duration(older_than, "--older-than")
 
