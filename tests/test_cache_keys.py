@@ -167,3 +167,16 @@ def test_plan_keys_of_200_stages_is_fast() -> None:
     print(f"plan_keys, 200 stages: {elapsed * 1000:.1f} ms")
     assert len({r.key for r in result.values()}) == 200
     assert elapsed < 0.1
+
+
+def test_input_parameters_are_not_code_references(project: Path) -> None:
+    """A parameter named like its upstream stage is an input, not a reference to its code."""
+    out = subprocess.run(
+        [sys.executable, str(TOOL), "keys", "pipeline.py"],
+        cwd=project, capture_output=True, text=True, check=True, timeout=60,
+    )
+    code = json.loads(out.stdout)["combined"][1]["code"]
+    assert set(code) == {"pipeline.combined", "pipeline.log", "pipeline.OFFSET"}
+    before = keys(project)
+    edit(project / "pipeline.py", "np.arange(n) *", "np.arange(n + 0) *")
+    assert changed(before, keys(project)) == {"source", "combined", "total"}

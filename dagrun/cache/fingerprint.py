@@ -4,7 +4,8 @@
         │  names and dotted chains it mentions, resolved in its module's globals
         ├─▶ project function / class ──▶ its AST, and so on, transitively
         ├─▶ project module used whole  ──▶ that module's AST
-        ├─▶ plain data (numbers, strings, enums, containers of them) ──▶ by value
+        ├─▶ plain data (numbers, strings, enums, paths, numpy arrays,
+        │             containers of them)  ──▶ by value
         ├─▶ installed library          ──▶ distribution name and version
         ├─▶ standard library           ──▶ nothing (the Python version is in the key)
         └─▶ anything else (a logger, a compiled regex, a client) ──▶ its type's
@@ -34,7 +35,7 @@ import site
 import sys
 import tokenize
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from types import ModuleType
 from typing import Any
 
@@ -195,8 +196,12 @@ def _module_ref(module: ModuleType, kind: str) -> Ref | None:
 def _plain(value: Any, depth: int = 0) -> bool:
     if depth > 20:
         return False
-    if value is None or isinstance(value, bool | int | float | complex | str | bytes | enum.Enum):
+    if value is None or isinstance(
+        value, bool | int | float | complex | str | bytes | enum.Enum | PurePath
+    ):
         return True
+    if type(value).__module__ == "numpy":  # constant arrays and numpy scalars, by value
+        return not getattr(getattr(value, "dtype", None), "hasobject", True)
     if isinstance(value, list | tuple | set | frozenset):
         return all(_plain(v, depth + 1) for v in value)
     if isinstance(value, dict):
