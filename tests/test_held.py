@@ -156,8 +156,9 @@ def test_a_reader_in_the_writing_process_shares_the_writers_mapping(tmp_path):
 
 
 @pytest.mark.usefixtures("hold_small")
-def test_an_array_referenced_elsewhere_is_copied_not_held(state_dir):
-    # Holding makes the array read-only; one the stage's module still holds stays its own.
+def test_an_array_referenced_elsewhere_stays_the_producers_own(state_dir):
+    """An array its module still holds is held all the same: its consumer reads a
+    read-only view, and the module's own object stays writable."""
     with run(["global_writable"], state_dir=state_dir, workers=1) as result:
         assert result["global_writable"] is True
-        assert finished(result)["shared_global"]["transport"] == "shm"
+        assert finished(result)["shared_global"]["transport"] == "worker"

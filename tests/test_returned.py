@@ -1,6 +1,6 @@
-"""Returning a large array that nothing else references costs one array's memory:
-its pages are freed as they are copied into shared memory. An array that anything
-else still references is copied and left as it was."""
+"""Returning a large array costs one copy into shared memory, and the array is left
+as it was: whether anything else references it cannot be known for certain, so its
+pages are never freed while copied (``release`` stays available to the store)."""
 
 from __future__ import annotations
 
@@ -23,16 +23,15 @@ def finished(result) -> dict[str, dict]:
     return {e["stage"]: e for e in events if e["event"] == "task_finished"}
 
 
-def test_a_returned_array_does_not_double_the_workers_memory(state_dir):
+def test_a_returned_array_is_copied_once(state_dir):
+    """A returned 128 MiB array costs itself and one copy in the worker, no more."""
     with run_resource("returned", state_dir=state_dir, workers=1,
                       targets=["fresh_sum"]) as result:
         assert result["fresh_sum"] == 2.5 * 4096
         done = finished(result)
     assert done["fresh"]["transport"] == "shm"
     grew = done["fresh"]["max_rss_bytes"] - done["tiny"]["max_rss_bytes"]
-    # The array (128 MiB) and its copy would be 256 MiB at once; chunks of 16 MiB
-    # are freed as they are copied.
-    assert grew < 192 * MiB, grew / MiB
+    assert grew < 288 * MiB, grew / MiB  # the array and its copy: 256 MiB
 
 
 def test_an_array_still_referenced_elsewhere_is_left_intact(state_dir):
@@ -64,7 +63,7 @@ def test_chunked_release_copies_every_byte(order, chunk_pages, tmp_path, monkeyp
         expected = source.copy(order=order)
         box = [source]
         del source
-        handle = store.encode_result(box, config, "produce")
+        handle = store.encode(box.pop(), config, "produce", release=True)
         decoded = store.decode(handle, config, "consume")
         assert handle.transport == "shm"
         assert calls, "the copy did not take the releasing path"

@@ -5,9 +5,9 @@ Interface used by the rest of dagrun:
     StoreConfig   frozen, picklable: where a run's segments live (run-scoped prefix)
     Handle        frozen, picklable, small: describes one stored value by name
     encode(value, config, stage) -> Handle            worker side: store a result
-    encode_result([value], config, stage, keep=) -> Handle   the same, taking the only
-                  reference (a large array is freed as it is copied; with ``keep`` a large
-                  result may stay in this worker for its one consumer: transport ``worker``)
+    encode_result([value], config, stage, keep=) -> Handle   the same, taking the caller's
+                  reference (with ``keep`` a large result may stay in this worker for its
+                  one consumer, which reads it read-only: transport ``worker``)
     decode(handle, config, stage) -> Decoded           worker/parent side: map read-only
     Store(config)                                     parent side: owns unlinking
         .release(handle)   free one value once its last consumer has finished

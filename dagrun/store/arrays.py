@@ -6,9 +6,11 @@
 
 An array returned by a stage is copied once into a segment (recycled and
 pre-mapped when small), in parallel chunks because one core cannot saturate
-memory bandwidth; a large one that nothing else references is freed chunk by
+memory bandwidth. ``encode_array(release=True)`` frees the source chunk by
 chunk as it is copied, into a segment whose pages are reserved just ahead of
-the copy (``copy_releasing``), so it never exists twice. An array allocated
+the copy (``copy_releasing``), so it never exists twice; only a caller that
+knows for certain nothing else can read the array may ask for it (results of
+stages never do: see ``codec``). An array allocated
 with ``empty``/``zeros`` inside ``active`` already lives in a segment:
 ``encode`` recognises it (its ``base`` chain ends at the allocation's root
 array) and hands over the segment's name with the view's offset and strides,
