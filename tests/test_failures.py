@@ -77,8 +77,6 @@ SCENARIOS = [
      ["this input cannot be rebuilt", "while reading input 'raise_on_load'"]),
     ("target_raises_on_unpickle", "raise_on_load", {}, dagrun.StageFailed,
      ["this input cannot be rebuilt", "while reading back the result of stage"]),
-    ("param_unpicklable", "takes_param", {"value": threading.Lock()}, dagrun.StageFailed,
-     ["cannot pickle '_thread.lock'", "could not be pickled for a worker process"]),
     ("param_exits_on_unpickle", "takes_param", {"value": ExitOnLoad()}, dagrun.WorkerCrashed,
      ["exited with code 9 while running it"]),
     ("param_raises_on_unpickle", "takes_param", {"value": RaiseOnLoad()}, dagrun.StageFailed,
@@ -424,3 +422,37 @@ def test_worker_init_parameters_are_neither_inputs_nor_params():
     with pytest.raises(dagrun.ValidationError) as info:
         build_graph(bad)
     assert "worker resource 'needs' takes required parameter(s) 'path'" in str(info.value)
+
+
+def test_a_parameter_that_does_not_pickle_is_refused_before_running(state_dir):
+    """A parameter value no worker process could receive is a validation error."""
+    with pytest.raises(dagrun.ValidationError, match="cannot be sent to a worker process"):
+        run_faults("fork", state_dir, ["takes_param"], params={"value": threading.Lock()})
+
+
+# -- errors that are hard to report --------------------------------------------------
+HOW = [pytest.param(("inline", None), id="inline"), *[
+    pytest.param(("local", m), id=m) for m in ("fork", "forkserver", "spawn")]]
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_an_error_whose_str_raises_is_the_stages_own(how, state_dir):
+    """A ValueError subclass whose __str__ raises fails its stage as itself, not as a crash."""
+    executor, method = how
+    with dagrun.run(resource("local_faults"), targets=["raises_bad_value", "mentions_read_only"],
+                    executor=executor, start_method=method, keep_going=True, workers=2,
+                    state_dir=state_dir, log_format="none") as result:
+        bad = result.errors["raises_bad_value"]
+        plain = result.errors["mentions_read_only"]
+    assert type(bad) is dagrun.StageFailed
+    assert "BadValue" in str(bad) and "__str__ is broken" in str(bad)
+    assert "wrote into one of its inputs" not in str(plain)  # it only mentions "read-only"
+    assert "the settings file is read-only" in str(plain)
+
+
+def test_a_write_into_a_read_only_array_is_explained(state_dir):
+    """numpy's read-only error gets the note that inputs are read-only views."""
+    with dagrun.run(resource("local_faults"), targets=["writes_input"], executor="inline",
+                    state_dir=state_dir, log_format="none") as result:
+        error = result.errors["writes_input"]
+    assert "wrote into one of its inputs" in str(error)

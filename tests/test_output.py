@@ -118,7 +118,7 @@ def test_a_dying_worker_delivers_its_last_lines(method, name, said, how, tmp_pat
     got = {message for _, _, message in lines(events, name)}
     assert got == {f"last words {said}", f"raw words {said}"}
     assert how in outcome.error.message
-    assert f"its last output:\n  " in outcome.error.message
+    assert "its last output:\n  " in outcome.error.message
     assert f"last words {said}" in outcome.error.message
 
 

@@ -50,7 +50,7 @@ PREFETCH = 2  # tasks a worker may hold: the running one and one queued behind i
 SHORT_TASK_S = 0.005  # only tasks typically shorter than this get one queued behind them
 NEAR_MIN = 1 << 20  # results from this size on pull their consumers to the worker that wrote them
 TAIL_LINES = 5  # last lines of a dead worker's output quoted in its task's error
-MESSAGES_PER_WAKE = 256  # a chatty worker cannot starve the others' pipes
+MESSAGES_PER_WAKE = 64  # a chatty worker cannot starve the others' pipes
 RAW_READ = 1 << 16  # bytes read from a worker's fd 1/2 at a time
 # Imported once by the fork server so each forked worker starts with them loaded.
 PRELOAD = ["dagrun.executors.local.child", "dagrun.store", "numpy", "pyarrow"]

@@ -1,0 +1,157 @@
+"""The local pool at the executor level: deaths after a result, start-up bounds, the
+writers map, signals only in ``kill_all``, and never the driver's pid for a task
+that did not start."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from dagrun import store
+from dagrun.executors.base import Started, TaskLog, TaskOutcome, TaskSpec
+from dagrun.executors.local import LocalExecutor
+from dagrun.pipeline import ModuleSource
+from dagrun.scheduler import TaskKey
+from tests.resources import local_faults, output
+
+pytestmark = pytest.mark.timeout(60)
+
+FUNCS = {"chatty_result": local_faults.chatty_result, "large": local_faults.large,
+         "quiet": output.quiet, "hangs": output.hangs_after_printing}
+
+
+class Pool:
+    """A LocalExecutor over a fresh store, shut down and closed at the end."""
+
+    def __init__(self, tmp_path: Path, **kwargs) -> None:
+        self.config = store.StoreConfig.for_run("pool", tmp_path)
+        self.owner = store.Store(self.config)
+        kwargs.setdefault("workers", 1)
+        kwargs.setdefault("start_method", "fork")
+        self.exe = LocalExecutor(FUNCS, self.config, **kwargs)
+        self.events: list = []
+
+    def submit(self, name: str, **params) -> int | None:
+        return self.exe.submit(TaskSpec(TaskKey(name), 1, {}, params, time.time()))
+
+    def outcome(self, name: str, within: float = 20.0) -> TaskOutcome:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            for event in self.events:
+                if isinstance(event, TaskOutcome) and event.key.stage == name:
+                    return event
+            self.events += self.exe.wait(1.0)
+        raise AssertionError(f"no outcome of {name}: {self.events}")
+
+    def close(self) -> None:
+        self.exe.shutdown(cancel=True)
+        self.owner.close()
+
+
+@pytest.fixture
+def pool(tmp_path):
+    made: list[Pool] = []
+
+    def make(**kwargs) -> Pool:
+        made.append(Pool(tmp_path / str(len(made)), **kwargs))
+        return made[-1]
+
+    yield make
+    for p in made:
+        p.close()
+
+
+def zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_result_written_just_before_death_is_an_outcome(method, pool):
+    """A worker killed after writing its lines and result: both are read, nothing crashed."""
+    p = pool(start_method=method)
+    pid = p.submit("chatty_result", count=200)
+    assert pid is not None
+    time.sleep(1.5 if method == "fork" else 3.0)  # the result is in the pipe by now
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while not zombie(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    outcome = p.outcome("chatty_result")
+    assert outcome.ok, outcome.error
+    logs = [e for e in p.events if isinstance(e, TaskLog)]
+    assert [e.message for e in logs] == [f"line {i}" for i in range(200)]
+    assert p.events.index(outcome) == len(p.events) - 1 or all(
+        p.events.index(e) < p.events.index(outcome) for e in logs)
+
+
+def test_a_worker_that_never_gets_ready_is_bounded(pool):
+    """A task without a timeout still fails when its worker's imports hang past the bound."""
+    p = pool(sources=[ModuleSource("tests.resources.slow_import")], startup_grace_s=1.0)
+    started = time.monotonic()
+    p.submit("quiet")
+    outcome = p.outcome("quiet")
+    assert time.monotonic() - started < 10
+    assert outcome.error is not None and outcome.error.error_type == "WorkerCrashed"
+    assert "did not finish starting up within 1 s" in outcome.error.message
+
+
+def test_writers_map_is_pruned_on_release_and_death(pool):
+    """Large segments leave the writers map when released, or when their writer dies."""
+    p = pool(workers=2)
+    p.submit("large")
+    first = p.outcome("large")
+    assert first.ok and len(p.exe.writers) == 1
+    p.exe.release(first.handle)
+    assert len(p.exe.writers) == 0
+    p.events.clear()
+    pid = p.submit("large")
+    second = p.outcome("large")
+    assert len(p.exe.writers) == 1
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while len(p.exe.writers) and time.monotonic() < deadline:
+        p.events += p.exe.wait(0.2)
+    assert len(p.exe.writers) == 0
+    p.exe.release(second.handle)
+
+
+def test_a_task_that_cannot_start_names_no_pid(pool):
+    """An argument that does not pickle fails the task without a Started or the driver's pid."""
+    p = pool()
+    assert p.exe.submit(TaskSpec(TaskKey("quiet"), 1, {}, {"x": threading.Lock()},
+                                 time.time())) is None
+    outcome = p.outcome("quiet")
+    assert outcome.error is not None and "could not be pickled" in outcome.error.message
+    assert outcome.metrics.worker_pid != os.getpid()
+    assert not [e for e in p.events if isinstance(e, Started)]
+
+
+def test_kill_all_only_signals(pool):
+    """kill_all returns at once without reaping; the busy workers are dead right after."""
+    p = pool(workers=2)
+    pids = [p.submit("hangs"), p.submit("hangs")]
+    time.sleep(0.5)
+    started = time.monotonic()
+    p.exe.kill_all()
+    assert time.monotonic() - started < 0.05
+    deadline = time.monotonic() + 5
+    while not all(zombie(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert all(zombie(pid) for pid in pids)
+    assert all(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE for pid in pids)  # unreaped
+
+
+def test_no_private_multiprocessing_attributes():
+    """The pool uses multiprocessing's public API only (no ``_popen``)."""
+    package = Path(__file__).parent.parent / "dagrun" / "executors" / "local"
+    for path in package.glob("*.py"):
+        assert "_popen" not in path.read_text(), path
