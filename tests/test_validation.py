@@ -110,3 +110,104 @@ def test_include_binds_unknown_param_is_an_error():
 
     with pytest.raises(dagrun.UsageError, match="binds 'cuont'"):
         dagrun.include(reusable, prefix="p", params={"cuont": 1})
+
+
+# -- mistakes that used to surface only at run time ------------------------------------
+def test_late_errors_are_validation_problems():
+    """Every mistake of late_errors.py is one problem naming its stage and the fix."""
+    text = "\n".join(problems_of("late_errors"))
+    for stage, fix in [
+        ("wrapped", "put @stage on the top line"),
+        ("hidden", "put @stage on the top line"),
+        ("generated", "is a generator function"),
+        ("awaited", "is an `async def` function"),
+        ("method", "is a method of class 'Holder'"),
+        ("each", "returns int, which cannot be split"),
+        ("itself", "a stage cannot consume its own output"),
+        ("locked", "cannot be sent to a worker process"),
+    ]:
+        assert f"stage {stage!r}" in text and fix in text, (stage, text)
+    for option in ["batch_size must be", "retries must be", "retry_delay must be",
+                   "timeout must be", "cpus must be", "gpus must be", "memory must be",
+                   "resources must map", "watch= takes file paths"]:
+        assert f"stage 'optioned': {option}" in text, (option, text)
+
+
+def test_a_pipeline_without_stages_is_invalid(tmp_path):
+    """No stages (an empty file, undecorated functions, a package) is an error, not a no-op."""
+    empty = tmp_path / "empty.py"
+    empty.write_text("")
+    for target in [str(empty), resource("no_stages"), "tests.resources"]:
+        with pytest.raises(ValidationError, match="has no stages"):
+            build_graph(load(target))
+
+
+def test_a_directory_is_not_a_pipeline(tmp_path):
+    """A directory given as the pipeline says so and how to name a package's module."""
+    with pytest.raises(PipelineLoadError, match="is a directory"):
+        load(str(tmp_path) + "/")
+
+
+def test_a_param_named_like_a_stage_is_explained():
+    """--param NAME where NAME is a stage: it is that stage's output, not a parameter."""
+    problems = problems_of("hello", params={"greeting": "hi"})
+    assert any("'greeting' is a stage, not a parameter" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("command", ["validate", "run", "list", "graph"])
+def test_every_command_exits_2_before_running(command, tmp_path):
+    """Each command reports late_errors.py as invalid with exit 2 and no traceback."""
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    args = [str(ROOT / ".venv/bin/dagrun"), command, resource("late_errors")]
+    if command == "run":
+        args += ["--state-dir", str(tmp_path)]
+    done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "bug in dagrun" not in done.stderr
+    assert "is a generator function" in done.stderr
+
+
+def test_odd_inputs_never_reach_an_internal_error(tmp_path):
+    """Odd pipelines and arguments are usage errors (exit 2), never 'a bug in dagrun'."""
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    empty = tmp_path / "empty.py"
+    empty.write_text("")
+    cases = [
+        ["validate", str(empty)],
+        ["validate", str(tmp_path) + "/"],
+        ["validate", "tests.resources"],
+        ["validate", resource("syntax_error")],
+        ["validate", resource("hello"), "--target", "nope"],
+        ["validate", resource("hello"), "--param", "greeting=x"],
+        ["run", resource("hello"), "--state-dir", str(tmp_path / "s"), "--workers", "0"],
+    ]
+    for case in cases:
+        done = subprocess.run([str(ROOT / ".venv/bin/dagrun"), *case], capture_output=True,
+                              text=True, cwd=ROOT, timeout=60)
+        assert done.returncode == 2, (case, done.stderr)
+        assert "bug in dagrun" not in done.stderr and "Traceback" not in done.stderr, case
+
+
+@pytest.mark.parametrize("how", ["inline", "fork", "forkserver", "spawn"])
+def test_a_stage_returning_a_generator_fails_as_the_stage(how, tmp_path):
+    """A generator returned (not yielded) is the stage's own failure, exit 1, under each
+    start method; nothing is left behind."""
+    import dagrun
+
+    pipe = tmp_path / "gives_generator.py"
+    pipe.write_text(
+        "from dagrun import stage\n\n\n@stage\ndef lazy() -> object:\n"
+        "    return (i for i in range(3))\n"
+    )
+    executor, method = ("inline", None) if how == "inline" else ("local", how)
+    with dagrun.run(str(pipe), executor=executor, start_method=method, workers=1,
+                    state_dir=tmp_path / "s", log_format="none") as result:
+        assert result.status == "failed"
+        assert "could not be stored" in str(result.errors["lazy"].__cause__) or \
+            "could not be stored" in str(result.errors["lazy"])
