@@ -23,10 +23,13 @@ import networkx as nx
 
 from .checks import function_problems, option_problems, secret_names, value_problems
 from .errors import ValidationError
-from .params import MASK, ConversionError, annotations_of, convert, is_secret, plain
+from .params import ConversionError, annotations_of, convert, is_secret, mask_params, plain
 from .pipeline import Pipeline
 from .resources import Resource, as_resource
 from .stage import Stage
+
+RUN_DATE = "run_date"  # a parameter of this name receives the run's logical date
+__all__ = ["Graph", "Node", "build_graph", "mask_params"]  # mask_params lives in params
 
 _SKIPPED_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
@@ -154,25 +157,6 @@ def build_graph(
     return Graph(pipeline, nodes, dag, order, target_list, selected, wanted)
 
 
-def mask_params(graph: Graph) -> dict[str, Any]:
-    """Every pipeline parameter of the run with its value, ``Secret[...]`` ones as ``***``.
-
-    Keys are as ``--param`` takes them (``prefix.name`` inside an included
-    module); a name that any stage declares secret is masked everywhere.
-    """
-    out: dict[str, Any] = {}
-    secret: set[str] = set()
-    for name in graph.selected or graph.order:
-        node = graph.nodes[name]
-        hidden = secret_names(_hints(node.stage))
-        for pname, value in node.params.items():
-            key = f"{node.stage.prefix}.{pname}" if node.stage.prefix else pname
-            out.setdefault(key, value)
-            if pname in hidden:
-                secret.add(key)
-    return {key: MASK if key in secret else value for key, value in out.items()}
-
-
 def _hints(record: Stage) -> dict[str, Any]:
     try:
         return _signature(record.func)[1]
@@ -270,6 +254,8 @@ def _resolve(
             values[pname] = record.bound[pname]
         elif param.default is not inspect.Parameter.empty:
             values[pname] = param.default
+        elif pname == RUN_DATE:
+            values[pname] = None  # the run's logical date, given when the run starts
         else:
             hint = _did_you_mean(pname, pipeline.stages)
             problems.append(

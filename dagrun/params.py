@@ -137,3 +137,25 @@ def _convert(text: str, annotation: Any) -> Any:
             msg = f"{text!r} does not convert to {annotation.__name__}: {exc}"
             raise ConversionError(msg) from None
     return text
+
+
+def mask_params(graph: Any) -> dict[str, Any]:
+    """Every pipeline parameter of a ``graph.Graph`` with its value, ``Secret`` ones ``***``.
+
+    Keys are as ``--param`` takes them (``prefix.name`` inside an included
+    module); a name that any stage declares secret is masked everywhere.
+    """
+    out: dict[str, Any] = {}
+    secret: set[str] = set()
+    for name in graph.selected or graph.order:
+        node = graph.nodes[name]
+        try:
+            hints = annotations_of(node.stage.func)
+        except (TypeError, ValueError):
+            hints = {}
+        for pname, value in node.params.items():
+            key = f"{node.stage.prefix}.{pname}" if node.stage.prefix else pname
+            out.setdefault(key, value)
+            if is_secret(hints.get(pname)):
+                secret.add(key)
+    return {key: MASK if key in secret else value for key, value in out.items()}
