@@ -23,6 +23,7 @@ from tests.resources import local_faults, output
 pytestmark = pytest.mark.timeout(60)
 
 FUNCS = {"chatty_result": local_faults.chatty_result, "large": local_faults.large,
+         "allocates": local_faults.allocates,
          "quiet": output.quiet, "hangs": output.hangs_after_printing}
 
 
@@ -155,3 +156,17 @@ def test_no_private_multiprocessing_attributes():
     package = Path(__file__).parent.parent / "dagrun" / "executors" / "local"
     for path in package.glob("*.py"):
         assert "_popen" not in path.read_text(), path
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_rss_growth_is_the_tasks_own(method, pool):
+    """rss_growth_bytes is the task's peak over its start; a quiet task grows by little."""
+    p = pool(start_method=method)
+    p.submit("allocates", mib=64)
+    grown = p.outcome("allocates").metrics
+    p.submit("quiet")
+    quiet = p.outcome("quiet").metrics
+    assert grown.rss_growth_bytes >= 60 << 20
+    assert grown.max_rss_bytes >= grown.rss_growth_bytes
+    assert quiet.rss_growth_bytes < 8 << 20
+    assert quiet.max_rss_bytes < grown.max_rss_bytes  # the peak was reset between tasks

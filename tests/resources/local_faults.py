@@ -45,3 +45,11 @@ def chatty_result(count: int = 200) -> int:
 @stage
 def large() -> np.ndarray:
     return np.ones(1 << 19)  # 4 MiB: above the size that pulls consumers to its writer
+
+
+@stage
+def allocates(mib: int = 64) -> int:
+    block = np.ones((mib << 20) // 8)  # touched: resident while the task runs
+    total = int(block.sum())
+    del block
+    return total
