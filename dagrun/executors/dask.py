@@ -133,11 +133,20 @@ class DaskExecutor(EngineExecutor):
     def _when_done(self, meta: Any, callback: Callable[..., None]) -> None:
         meta.add_done_callback(callback)
 
-    def _report(self, meta: Any) -> Report:
-        try:
-            return meta.result()
-        finally:
+    def _reports(self, metas: list[Any]) -> list[Report | BaseException]:
+        # One gather for every report that is in: a result() each is a round trip each.
+        got = iter(self.client.gather([m for m in metas if m.status == "finished"]))
+        out: list[Report | BaseException] = []
+        for meta in metas:
+            if meta.status == "finished":
+                out.append(next(got))
+            else:
+                try:
+                    out.append(meta.result())
+                except BaseException as exc:  # noqa: BLE001 - the caller tells what it was
+                    out.append(exc)
             meta.release()
+        return out
 
     def _crash(self, exc: BaseException) -> str | None:
         if isinstance(exc, KilledWorker):

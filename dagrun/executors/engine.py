@@ -3,14 +3,16 @@
 State, all keyed by the task's engine key (``task_key``: run id, stage,
 batch, attempt; also the ``RemoteRef.key`` of its result):
 
-    _running   key -> _Task(spec, holder, meta, deadline): submitted, no outcome yet
+    _running   key -> _Task(spec, holder, meta, deadline): submitted, no outcome yet, in
+               submission order; up to two per worker (one waits on the engine), the
+               oldest ``workers`` of them count as running (their timeout clock runs)
     _values    key -> holder: results the runner still references (``release`` drops one)
     _done      keys whose ``meta`` completed, filled by the engine's callback thread
     _pipe      the callback writes a byte here, so ``wait`` blocks in one ``select`` on
                this pipe and the runner's wake fd, bounded by the nearest task deadline
 
 An engine subclass supplies ``_launch`` (submit ``remote.run_task``, giving the
-value's holder and the ``Report``'s ``meta``), ``_when_done``, ``_report``,
+value's holder and the ``Report``'s ``meta``), ``_when_done``, ``_reports``,
 ``_crash``, ``_cancel``, ``_fetch``, ``_drop``, ``_put`` and ``_stop``. A task
 past its ``timeout`` is reported as a ``StageTimeout`` and then cancelled;
 what a cancel can stop is the engine's (see its module).
@@ -19,6 +21,7 @@ what a cancel can stop is the engine's (see its module).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import queue
 import select
@@ -48,6 +51,8 @@ from .base import (
 )
 from .remote import Call, Report, versions
 from .worker import error_info
+
+_PREFETCH = 2  # tasks in flight per worker: one waits on the engine while one runs
 
 
 @dataclass
@@ -89,7 +94,7 @@ class EngineExecutor:
 
     # -- protocol --------------------------------------------------------
     def free_slots(self) -> int:
-        return max(0, self.workers - len(self._running))
+        return max(0, self.workers * _PREFETCH - len(self._running))
 
     def chain(self, spec: TaskSpec) -> bool:
         return False  # the engine places tasks itself
@@ -118,8 +123,8 @@ class EngineExecutor:
             self._events.append(TaskOutcome(spec.key, spec.attempt, None, info,
                                             TaskMetrics(os.getpid())))
             return os.getpid()
-        deadline = time.monotonic() + spec.timeout if spec.timeout else None
-        self._running[key] = _Task(spec, holder, meta, deadline)
+        self._running[key] = _Task(spec, holder, meta, None)
+        self._start_clocks()
         self._when_done(meta, lambda *_: self._notify(key))
         return None
 
@@ -127,6 +132,7 @@ class EngineExecutor:
         if not self._events and self._done.empty():
             self._block(timeout, wake)
         self._collect()
+        self._start_clocks()
         self._expire()
         events, self._events = self._events, []
         return events
@@ -187,6 +193,17 @@ class EngineExecutor:
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._pipe[1], b"x")
 
+    def _start_clocks(self) -> None:
+        """Start the timeout clock of the tasks that are running by now.
+
+        The engine tells nothing when a task starts; it runs them about in the
+        order given, so the oldest ``workers`` tasks in flight are taken as running.
+        """
+        now = time.monotonic()
+        for task in itertools.islice(self._running.values(), self.workers):
+            if task.deadline is None and task.spec.timeout:
+                task.deadline = now + task.spec.timeout
+
     def _block(self, timeout: float | None, wake: int | None) -> None:
         deadlines = [t.deadline for t in self._running.values() if t.deadline is not None]
         if deadlines:
@@ -200,20 +217,21 @@ class EngineExecutor:
             os.read(self._pipe[0], 4096)
 
     def _collect(self) -> None:
+        done = []
         while not self._done.empty():
-            key = self._done.get()
-            task = self._running.pop(key, None)
+            task = self._running.pop(self._done.get(), None)
             if task is not None:  # else timed out or cancelled meanwhile
-                self._finish(key, task)
+                done.append(task)
+        if done:
+            for task, report in zip(done, self._reports([t.meta for t in done]), strict=True):
+                self._finish(task, report)
 
-    def _finish(self, key: str, task: _Task) -> None:
+    def _finish(self, task: _Task, report: Report | BaseException) -> None:
         spec = task.spec
-        try:
-            report: Report = self._report(task.meta)
-        except BaseException as exc:  # noqa: BLE001 - the engine lost or refused the task
-            crash = self._crash(exc)
+        if isinstance(report, BaseException):  # the engine lost or refused the task
+            crash = self._crash(report)
             info = (ErrorInfo("crashed", "WorkerCrashed", crash) if crash is not None
-                    else error_info(exc, spec.key.stage))
+                    else error_info(report, spec.key.stage))
             self._drop(task.holder)
             self._events.append(TaskOutcome(spec.key, spec.attempt, None, info,
                                             TaskMetrics(os.getpid())))
@@ -225,6 +243,7 @@ class EngineExecutor:
                             for stream, level, text in report.logs)
         handle = None
         if report.error is None:
+            key = task_key(self.run_id, spec)
             handle = RemoteRef(key, self.name, report.nbytes, report.length)
             self._values[key] = task.holder
         else:
@@ -255,7 +274,8 @@ class EngineExecutor:
     def _when_done(self, meta: Any, callback: Callable[..., None]) -> None:
         raise NotImplementedError
 
-    def _report(self, meta: Any) -> Report:
+    def _reports(self, metas: list[Any]) -> list[Report | BaseException]:
+        """The ``Report`` behind each finished ``meta``, or the engine's error for it."""
         raise NotImplementedError
 
     def _crash(self, exc: BaseException) -> str | None:

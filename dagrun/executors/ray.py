@@ -128,8 +128,14 @@ class RayExecutor(EngineExecutor):
     def _when_done(self, meta: Any, callback: Callable[..., None]) -> None:
         meta.future().add_done_callback(callback)
 
-    def _report(self, meta: Any) -> Report:
-        return ray.get(meta)
+    def _reports(self, metas: list[Any]) -> list[Report | BaseException]:
+        out: list[Report | BaseException] = []
+        for meta in metas:
+            try:
+                out.append(ray.get(meta))
+            except BaseException as exc:  # noqa: BLE001 - the caller tells what it was
+                out.append(exc)
+        return out
 
     def _crash(self, exc: BaseException) -> str | None:
         if isinstance(exc, _LOST):
