@@ -153,7 +153,7 @@ def main(argv: list[str]) -> int:
             print(f"  {peer}: unavailable ({why})", flush=True)
     iterations = 0
     only = [w.strip() for item in args.only for w in item.split(",")]
-    if not only or any(w.startswith("parallel") for w in only):
+    if not only or any(w.startswith(("parallel", "workflow")) for w in only):
         iterations = workloads.calibrate()
         print(f"  calibrated burn: {iterations} iterations ≈ 0.5 s", flush=True)
     cases = select(workloads.cases(iterations), args.only, args.quick)

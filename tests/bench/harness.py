@@ -307,7 +307,8 @@ class Runner:
         from .startup import command
 
         with tempfile.TemporaryDirectory(prefix="dagrun-bench-state-") as state:
-            argv = command(cell.case.params["what"], cell.peer, state, self.s.workers)
+            argv = command(cell.case.params["what"], cell.peer, state, self.s.workers,
+                           method=cell.case.params.get("method"))
             t0 = time.perf_counter()
             rc, stdout, leftovers = self._spawn(argv, timeout, log)
             wall = time.perf_counter() - t0

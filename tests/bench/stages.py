@@ -121,3 +121,53 @@ def to_pipeline(dag: Dag, *, in_place: bool = False) -> dagrun.Pipeline:
         inputs = dict(zip(params, t.deps, strict=False))
         stages.append(dagrun.bind(fn, name=t.key, inputs=inputs, **dict(t.kwargs)))
     return dagrun.Pipeline(stages)
+
+
+# --- the scaling workload's maps: one source and a map over it with batch_size=1 ------------
+
+
+@stage(cache=False)
+def list_source(n: int = 1000) -> list[int]:
+    """``n`` list items."""
+    return list(range(n))
+
+
+@stage(cache=False)
+def array_source(n: int = 1000) -> np.ndarray:
+    """``n`` array rows."""
+    return np.arange(n, dtype=np.int64)
+
+
+@stage(cache=False)
+def table_source(n: int = 1000) -> Any:
+    """``n`` Arrow table rows."""
+    import pyarrow as pa
+
+    return pa.table({"x": np.arange(n, dtype=np.int64)})
+
+
+@stage(cache=False, map="list_source", batch_size=1)
+def over_list(list_source: Any) -> None:
+    """Nothing, once per list item."""
+    return None
+
+
+@stage(cache=False, map="array_source", batch_size=1)
+def over_array(array_source: Any) -> None:
+    """Nothing, once per array row."""
+    return None
+
+
+@stage(cache=False, map="table_source", batch_size=1)
+def over_table(table_source: Any) -> None:
+    """Nothing, once per one-row table."""
+    return None
+
+
+MAPS = {"list": (list_source, over_list), "array": (array_source, over_array),
+        "table": (table_source, over_table)}
+
+
+def map_pipeline(kind: str) -> dagrun.Pipeline:
+    """A source of ``n`` elements (parameter ``n``) and a no-op map over it, batch_size=1."""
+    return dagrun.Pipeline(list(MAPS[kind]), name=f"map-{kind}")

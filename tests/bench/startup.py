@@ -7,6 +7,10 @@
            row (the floor), and each peer starting its engine, running the
            same two tasks and stopping (``python -m tests.bench.startup PEER``;
            it prints the engine's start/run/stop times, which the harness keeps).
+``three``: the three-stage pipeline ``three.py`` from the CLI (``dagrun run
+           --start-method M``) against ``three_pool.py``, a plain script
+           running the same three functions in a ``multiprocessing.Pool`` of
+           the same start method M (``fork`` or ``forkserver``).
 """
 
 from __future__ import annotations
@@ -48,9 +52,17 @@ class ForkserverPool(SeedPool):
         return self
 
 
-def command(what: str, peer: str, state_dir: str, workers: int) -> list[str]:
-    """The argv measured for ``peer`` in case ``what``."""
+def command(
+    what: str, peer: str, state_dir: str, workers: int, method: str | None = None
+) -> list[str]:
+    """The argv measured for ``peer`` in case ``what`` (``method``: the start method)."""
     py = sys.executable
+    if what == "three":
+        if peer == "pool":
+            return [py, "tests/bench/three_pool.py", method or "fork", str(workers)]
+        return [str(BIN / "dagrun"), "run", "tests/bench/three.py", "--workers", str(workers),
+                "--state-dir", state_dir, "--log-format", "json",
+                "--start-method", method or "fork"]
     if what == "help":
         return {
             "floor": [py, "-c", "pass"],

@@ -16,6 +16,12 @@ Scores (``metric``), one number per sample::
     parallel  net_s       speedup = floor / peer, efficiency = speedup / min(cores, tasks)
     memory    peak_bytes  peak(real) - peak(tiny) of RssAnon(tree) + /dev/shm
     startup   wall_s      the whole command, interpreter start-up included
+    workflow  wall_s      one run's own wall time (dagrun: the second run); see ``workflow``
+    scaling   us_per_task (wall(N) - wall(1)) / (N - 1), driver's ru_maxrss; see ``scaling``
+    liveview  us_per_task the same for 1,000 no-ops per console mode; see ``scaling``
+
+The last three measure in their own modules (``workflow.measure``,
+``scaling.measure_*``), called by the child instead of the peer-and-DAG path.
 """
 
 from __future__ import annotations
@@ -47,14 +53,25 @@ STARTUP_HELP_PEERS = ("floor", "typer", "dagrun")
 STARTUP_HELLO_PEERS = ("floor", "dagrun", "dagrun-api", "pool", "pool-forkserver", "ppe",
                        "dask-processes", "dask-cluster", "ray", "joblib")
 
-WORKLOADS = ("handoff", "overhead", "parallel", "memory", "startup")
+WORKLOADS = ("handoff", "overhead", "parallel", "memory", "startup", "workflow", "scaling",
+             "liveview")
+OWN_MEASURE = ("workflow", "scaling", "liveview")  # measured by their own modules
 UNITS = {
     "handoff": "overhead over the floor, ms",
     "overhead": "µs per task",
     "parallel": "wall s (speedup / efficiency)",
     "memory": "peak above idle, GiB (× two-array floor)",
     "startup": "wall s",
+    "workflow": "wall s of the run itself (dagrun: second run on the first's history)",
+    "scaling": "µs per task above a one-task run",
+    "liveview": "µs per task above a one-task run",
 }
+WORKFLOW_PEERS = ("dagrun", "dask-cluster", "dagrun-cli")
+# recipe, tasks asked for (WfCommons makes about that many), seed: genomics, astronomy, crops
+WORKFLOWS = (("epigenomics", 200, 42), ("montage", 300, 42), ("cycles", 150, 42))
+SCALING_SHAPES = ("independent", "map-list", "map-array", "map-table")
+SCALING_CAP_S = 45.0  # max_runtime of a 100,000-task run (a map grows quadratically: see scaling)
+LIVEVIEW_PEERS = ("none", "json-pipe", "console-pty")
 
 
 def cores() -> int:
@@ -114,6 +131,35 @@ def cases(iterations: int) -> list[Case]:
                     STARTUP_HELP_PEERS, reps=5))
     out.append(Case("startup", "hello", {"what": "hello"}, STARTUP_HELLO_PEERS,
                     ("floor", "dagrun", "dagrun-api", "pool-forkserver", "dask-cluster")))
+    for method in ("fork", "forkserver"):
+        out.append(Case("startup", f"three-{method}", {"what": "three", "method": method},
+                        ("dagrun", "pool"), ("dagrun", "pool") if method == "fork" else (),
+                        reps=5, quick_reps=3))
+    return out + more_cases(iterations)
+
+
+def more_cases(iterations: int) -> list[Case]:
+    """The workflow, scaling and liveview cases (``iterations``: ~0.5 s of ``tasks.burn``)."""
+    out: list[Case] = []
+    per_s = 2 * iterations
+    for recipe, n, seed in WORKFLOWS:
+        params = {"recipe": recipe, "tasks": n, "seed": seed, "work_s": 20.0,
+                  "out_total": 64 * MiB, "iterations_per_s": per_s}
+        out.append(Case("workflow", f"{recipe}-{n}", params, WORKFLOW_PEERS, reps=2,
+                        timeout_s=240))
+    quick = {"recipe": "montage", "tasks": 60, "seed": 42, "work_s": 4.0,
+             "out_total": 16 * MiB, "iterations_per_s": per_s}
+    out.append(Case("workflow", "montage-60-4s", quick, WORKFLOW_PEERS, ("dagrun",),
+                    full=False, quick_reps=1, timeout_s=120))
+    for n in (1_000, 10_000, 100_000):
+        for shape in SCALING_SHAPES:
+            params = {"shape": shape, "n": n,
+                      **({"max_runtime_s": SCALING_CAP_S} if n == 100_000 else {})}
+            out.append(Case("scaling", f"{shape}-{n}", params, ("dagrun",),
+                            ("dagrun",) if n == 1_000 else (), reps=3 if n == 1_000 else 1,
+                            quick_reps=1, timeout_s=SCALING_CAP_S + 150))
+    out.append(Case("liveview", "1000", {"n": 1_000}, LIVEVIEW_PEERS, LIVEVIEW_PEERS,
+                    quick_reps=1))
     return out
 
 
