@@ -51,8 +51,28 @@ end-of-file on their pipe, and under forkserver a pidfd watch).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .exits import describe_exit
+from .handle import default_start_method
 from .placement import held_by
-from .pool import LocalExecutor, create, default_start_method
+from .pool import STARTUP_GRACE_S, LocalExecutor
+
+if TYPE_CHECKING:
+    from ..base import ExecutorContext
 
 __all__ = ["LocalExecutor", "create", "default_start_method", "describe_exit", "held_by"]
+
+
+def create(context: ExecutorContext) -> LocalExecutor:
+    """The ``local`` executor of a run: a pool of ``context.workers`` processes."""
+    return LocalExecutor(
+        context.funcs,
+        context.config,
+        workers=context.workers,
+        start_method=context.start_method,
+        sources=context.sources,
+        max_tasks_per_worker=context.max_tasks_per_worker,
+        resources=context.resources,
+        startup_grace_s=getattr(context.settings, "startup_grace_s", STARTUP_GRACE_S),
+    )

@@ -15,6 +15,7 @@ import signal
 from collections.abc import Sequence
 
 from .. import oom
+from ..base import ErrorInfo
 
 # A worker asked to stop gets this long to exit before it is killed: enough to
 # run its resources' teardown, short enough that Ctrl-C still feels immediate.
@@ -79,6 +80,21 @@ def describe_startup_hang(pid: int, grace_s: float, output: Sequence[str] = ()) 
         f"(importing the pipeline's modules) and was stopped; check for work done at "
         f"import time{with_output(output)}"
     )
+
+
+def timeout_info(pid: int, timeout: float, output: Sequence[str] = ()) -> ErrorInfo:
+    """A task stopped at its timeout."""
+    message = f"timed out after {timeout:g} s; its worker (pid {pid}) was stopped"
+    return ErrorInfo("timeout", "StageTimeout", message + with_output(output))
+
+
+def lost_input_info(pid: int) -> ErrorInfo:
+    """A task whose input was kept in a worker that has exited."""
+    message = (
+        f"its input was kept in worker process {pid}, which has exited; run again, or set "
+        f"DAGRUN_HOLD_MIN=off so large results always go to shared memory"
+    )
+    return ErrorInfo("crashed", "WorkerCrashed", message)
 
 
 def with_output(output: Sequence[str]) -> str:

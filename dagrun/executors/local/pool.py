@@ -9,9 +9,7 @@ import os
 import pickle
 import select
 import signal
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
@@ -20,27 +18,11 @@ from typing import Any
 from ...pipeline import ModuleSource
 from ...store import StoreConfig
 from .. import capture, oom
-from ..base import (
-    ErrorInfo,
-    Event,
-    ExecutorContext,
-    Ref,
-    Started,
-    TaskLog,
-    TaskMetrics,
-    TaskOutcome,
-    TaskSpec,
-)
+from ..base import ErrorInfo, Event, Ref, Started, TaskLog, TaskMetrics, TaskOutcome, TaskSpec
 from ..machine import MachineValues
-from .child import READY, SKIPPED, WorkerInit, worker_main
-from .exits import (
-    TERM_GRACE_S,
-    describe_exit,
-    describe_startup_hang,
-    reap,
-    terminate,
-    with_output,
-)
+from . import exits, handle
+from .child import READY, WorkerInit
+from .handle import PRELOAD, Line, Worker, default_start_method
 from .placement import Limits, WorkerView, Writers, may_chain, may_queue, place
 
 # Tuning (to move into ``settings.Tuning``), each with the reason for its value:
@@ -49,58 +31,7 @@ STARTUP_GRACE_S = 30.0  # a worker must finish its imports within this, task tim
 PREFETCH = 2  # tasks a worker may hold: the running one and one queued behind it
 SHORT_TASK_S = 0.005  # only tasks typically shorter than this get one queued behind them
 NEAR_MIN = 1 << 20  # results from this size on pull their consumers to the worker that wrote them
-TAIL_LINES = 5  # last lines of a dead worker's output quoted in its task's error
 MESSAGES_PER_WAKE = 64  # a chatty worker cannot starve the others' pipes
-RAW_READ = 1 << 16  # bytes read from a worker's fd 1/2 at a time
-# Imported once by the fork server so each forked worker starts with them loaded.
-PRELOAD = ["dagrun.executors.local.child", "dagrun.store", "numpy", "pyarrow"]
-
-
-class _Worker:
-    """One worker process, its pipes, and the tasks it holds (the running one first)."""
-
-    def __init__(self, process: mp.process.BaseProcess, conn: Connection,
-                 raw: dict[int, tuple[Connection, capture.Lines]]) -> None:
-        self.process = process
-        self.pid: int = process.pid or 0
-        self.conn = conn
-        self.raw = raw  # read end's fd -> (its connection, its line splitter)
-        self.queue: deque[TaskSpec] = deque()
-        self.deadline: float | None = None
-        self.tasks_done = 0
-        self.peak_rss = 0  # highest sample during the current task
-        self.ready = False  # has said it finished starting up
-        self.tail: deque[str] = deque(maxlen=TAIL_LINES)  # its last lines, for a crash's error
-        self.gone = False  # forgotten: its fds may already belong to a new worker
-
-    @property
-    def spec(self) -> TaskSpec | None:
-        """The task this worker is running now."""
-        return self.queue[0] if self.queue else None
-
-
-def default_start_method() -> str:
-    """``fork`` while the driver runs no other thread; else ``forkserver``.
-
-    Forking a process with threads can copy a lock some thread holds, and the
-    child deadlocks on it; workers are started lazily and replaced mid-run,
-    so the choice is made when the pool is built (see the package docstring).
-    """
-    return "fork" if threading.active_count() == 1 else "forkserver"
-
-
-def create(context: ExecutorContext) -> LocalExecutor:
-    """The ``local`` executor of a run: a pool of ``context.workers`` processes."""
-    return LocalExecutor(
-        context.funcs,
-        context.config,
-        workers=context.workers,
-        start_method=context.start_method,
-        sources=context.sources,
-        max_tasks_per_worker=context.max_tasks_per_worker,
-        resources=context.resources,
-        startup_grace_s=getattr(context.settings, "startup_grace_s", STARTUP_GRACE_S),
-    )
 
 
 class LocalExecutor(MachineValues):
@@ -134,9 +65,9 @@ class LocalExecutor(MachineValues):
         self._oom = oom.OomWatch()
         self._sampled_at = 0.0
         self._poll = select.poll()
-        self._watched: dict[int, tuple[_Worker, str] | None] = {}  # fd -> (worker, what)
-        self._idle: list[_Worker] = []
-        self._busy: dict[Connection, _Worker] = {}
+        self._watched: dict[int, tuple[Worker, str] | None] = {}  # fd -> (worker, what)
+        self._idle: list[Worker] = []
+        self._busy: dict[Connection, Worker] = {}
         self._events: list[Event] = []  # outcomes, starts and lines, in the order they happened
         self._funcs = funcs
         self._typical: dict[Any, float] = {}  # function -> typical wall time of its tasks
@@ -160,7 +91,7 @@ class LocalExecutor(MachineValues):
         except Exception:  # noqa: BLE001 - submitted the ordinary way, which reports it
             return False
         worker.queue.append(spec)
-        self._send(worker, payload)
+        worker.send(payload)
         return True
 
     def submit(self, spec: TaskSpec) -> int | None:
@@ -190,12 +121,12 @@ class LocalExecutor(MachineValues):
         self._idle, self._busy = [], {}
         for worker in workers:
             if cancel or worker.spec is not None:
-                terminate(worker.process)
+                exits.terminate(worker.process)
             else:
-                self._send(worker, ForkingPickler.dumps(None))
+                worker.send(ForkingPickler.dumps(None))
         for worker in workers:
-            worker.process.join(TERM_GRACE_S)
-            terminate(worker.process)
+            worker.process.join(exits.TERM_GRACE_S)
+            exits.terminate(worker.process)
             self._forget(worker)
 
     def kill_all(self) -> None:
@@ -211,11 +142,7 @@ class LocalExecutor(MachineValues):
         where = place(spec, [w.pid for w in self._idle], [self._view(w) for w in busy.values()],
                       size=self.workers, limits=self._limits, writers=self.writers)
         if where.lost is not None:
-            message = (
-                f"its input was kept in worker process {where.lost}, which has exited; run "
-                f"again, or set DAGRUN_HOLD_MIN=off so large results always go to shared memory"
-            )
-            self._never_ran(spec, ErrorInfo("crashed", "WorkerCrashed", message))
+            self._never_ran(spec, exits.lost_input_info(where.lost))
             return None
         if where.idle is not None:
             worker = self._idle.pop(where.idle)
@@ -228,10 +155,10 @@ class LocalExecutor(MachineValues):
         if starts_now:
             self._begin(worker)
             self._busy[worker.conn] = worker
-        self._send(worker, payload)
+        worker.send(payload)
         return worker.pid if starts_now else None
 
-    def _view(self, worker: _Worker) -> WorkerView:
+    def _view(self, worker: Worker) -> WorkerView:
         typical = tuple(self._typical.get(self._funcs.get(s.key.stage)) for s in worker.queue)
         return WorkerView(worker.pid, typical, worker.ready, worker.tasks_done)
 
@@ -239,7 +166,7 @@ class LocalExecutor(MachineValues):
         """A task that fails before any worker ran it (no pid: ``Started`` is never sent)."""
         self._events.append(TaskOutcome(spec.key, spec.attempt, None, info, TaskMetrics(0)))
 
-    def _begin(self, worker: _Worker) -> None:
+    def _begin(self, worker: Worker) -> None:
         spec = worker.queue[0]
         if worker.ready:
             worker.deadline = time.monotonic() + spec.timeout if spec.timeout else None
@@ -283,7 +210,7 @@ class LocalExecutor(MachineValues):
             if worker.deadline is not None and worker.deadline <= now:
                 self._timed_out(worker)
 
-    def _receive(self, worker: _Worker) -> None:
+    def _receive(self, worker: Worker) -> None:
         """Records up to and including one outcome (the runner sees each outcome before
         the next task of this worker reports anything)."""
         for _ in range(MESSAGES_PER_WAKE):
@@ -295,7 +222,7 @@ class LocalExecutor(MachineValues):
             if not self._handle(worker, data) or not record or not worker.conn.poll(0):
                 return
 
-    def _drain(self, worker: _Worker) -> bool:
+    def _drain(self, worker: Worker) -> bool:
         """Handle every message and byte the worker sent before it died (or was stopped).
 
         False when that retired the worker (its last outcome came in).
@@ -312,10 +239,10 @@ class LocalExecutor(MachineValues):
         self._read_all_raw(worker)
         return True
 
-    def _handle(self, worker: _Worker, data: bytes) -> bool:
+    def _handle(self, worker: Worker, data: bytes) -> bool:
         """One message from a worker; False when the worker was retired because of it."""
         if capture.is_record(data):
-            self._line(worker, *capture.decode(data))
+            self._lines(worker, [capture.decode(data)])
             return True
         if data == READY:
             worker.ready = True
@@ -326,64 +253,48 @@ class LocalExecutor(MachineValues):
         spec = worker.spec
         if spec is None:
             return True  # nothing was asked of it: cannot happen, nothing to report
-        try:
-            # None: chained behind a task that failed, it did not run
-            message = None if data == SKIPPED else pickle.loads(data)
-        except Exception as exc:  # noqa: BLE001 - an outcome that fails to unpickle
-            message = ErrorInfo(
-                "raised", type(exc).__name__, f"the result could not be read: {exc}"
-            )
-        if isinstance(message, ErrorInfo):  # the worker could not even read the task
-            message = TaskOutcome(spec.key, spec.attempt, None, message, TaskMetrics(worker.pid))
+        outcome = handle.outcome(data, spec, worker.pid)
         self._read_all_raw(worker)  # its raw lines precede its outcome
         worker.tail.clear()
-        self._finish(worker, message)
+        self._finish(worker, outcome)
         worker.tasks_done += 1
         if worker.queue:
             return True  # it went straight on to its next task
         if self._limits.max_tasks and worker.tasks_done >= self._limits.max_tasks:
-            self._send(worker, ForkingPickler.dumps(None))
-            worker.process.join(TERM_GRACE_S)
-            terminate(worker.process)
+            worker.send(ForkingPickler.dumps(None))
+            worker.process.join(exits.TERM_GRACE_S)
+            exits.terminate(worker.process)
             self.writers.died(worker.pid)
             self._forget(worker)
             return False
         self._idle.append(worker)
         return True
 
-    def _line(self, worker: _Worker, stream: str, level: str, message: str) -> None:
-        """A line from a worker: part of its tail; a ``TaskLog`` when a task of it runs."""
-        worker.tail.append(message)
-        spec = worker.spec
-        if spec is not None and worker.ready:
-            self._events.append(TaskLog(spec.key, spec.attempt, worker.pid, stream, level,
-                                        message))
+    def _lines(self, worker: Worker, lines: list[Line]) -> None:
+        """Lines from a worker: part of its tail; ``TaskLog``s when a task of it runs."""
+        spec = worker.spec if worker.ready else None
+        for stream, level, message in lines:
+            worker.tail.append(message)
+            if spec is not None:
+                self._events.append(TaskLog(spec.key, spec.attempt, worker.pid, stream, level,
+                                            message))
 
-    def _read_raw(self, worker: _Worker, fd: int, *, drain: bool = False) -> None:
-        _, lines = worker.raw[fd]
-        while True:
-            try:
-                data = os.read(fd, RAW_READ)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if not data:  # end of file: every writer is gone
-                self._unwatch(fd)
-                return
-            for line in lines.feed(data):
-                self._line(worker, lines.stream, lines.level, line)
-            if not drain:
-                return
+    def _read_raw(self, worker: Worker, fd: int) -> None:
+        found, eof = worker.read_raw(fd)
+        self._lines(worker, found)
+        if eof:
+            self._unwatch(fd)
 
-    def _read_all_raw(self, worker: _Worker) -> None:
+    def _read_all_raw(self, worker: Worker) -> None:
         """Everything in the worker's fd 1/2 pipes now, the last unfinished line included."""
-        for fd, (_, lines) in worker.raw.items():
-            self._read_raw(worker, fd, drain=True)
-            for line in lines.rest():
-                self._line(worker, lines.stream, lines.level, line)
+        for fd in list(worker.raw):
+            found, eof = worker.read_raw(fd, drain=True)
+            self._lines(worker, found)
+            if eof:
+                self._unwatch(fd)
+        self._lines(worker, worker.rest())
 
-    def _finish(self, worker: _Worker, outcome: TaskOutcome | None) -> None:
+    def _finish(self, worker: Worker, outcome: TaskOutcome | None) -> None:
         """The worker's current task ended (``None``: a chained task that did not run)."""
         spec = worker.queue.popleft()
         if outcome is not None:
@@ -399,7 +310,7 @@ class LocalExecutor(MachineValues):
             del self._busy[worker.conn]
             worker.deadline = None
 
-    def _learn(self, worker: _Worker, spec: TaskSpec, outcome: TaskOutcome) -> None:
+    def _learn(self, worker: Worker, spec: TaskSpec, outcome: TaskOutcome) -> None:
         """Remember how long the stage's tasks take and where large results were written."""
         self.writers.wrote(outcome.handle, worker.pid)
         if outcome.error is None:
@@ -409,14 +320,14 @@ class LocalExecutor(MachineValues):
             self._typical[func] = wall if known is None else 0.7 * known + 0.3 * wall
 
     # -- deaths ------------------------------------------------------------
-    def _died(self, worker: _Worker) -> None:
+    def _died(self, worker: Worker) -> None:
         """A worker's sentinel fired: read what it sent first, then report what it was running."""
         if not self._drain(worker):
             return
         if worker.conn in self._busy:
-            exitcode = reap(worker.process)
+            exitcode = exits.reap(worker.process)
             oom_kills = self._oom.new_kills() if exitcode == -signal.SIGKILL else 0
-            message = describe_exit(
+            message = exits.describe_exit(
                 worker.pid, exitcode, peak_rss=worker.peak_rss or None, peak_exact=False,
                 oom_kills=oom_kills, memory_limit=self._oom.limit, started=worker.ready,
                 output=list(worker.tail),
@@ -424,28 +335,26 @@ class LocalExecutor(MachineValues):
             self._fail(worker, ErrorInfo("crashed", "WorkerCrashed", message))
         elif worker in self._idle:
             self._idle.remove(worker)  # an idle worker died: simply not reused
-            reap(worker.process)
+            exits.reap(worker.process)
             self.writers.died(worker.pid)
             self._forget(worker)
 
-    def _timed_out(self, worker: _Worker) -> None:
+    def _timed_out(self, worker: Worker) -> None:
         if not self._drain(worker):  # its outcome may be in the pipe already
             return
         spec = worker.spec
         if spec is None or worker.deadline is None or worker.deadline > time.monotonic():
             return
-        terminate(worker.process)
+        exits.terminate(worker.process)
         self._read_all_raw(worker)
-        if not worker.ready:
-            info = ErrorInfo("crashed", "WorkerCrashed", describe_startup_hang(
-                worker.pid, self._startup_grace, list(worker.tail)))
+        tail = list(worker.tail)
+        if worker.ready:
+            self._fail(worker, exits.timeout_info(worker.pid, spec.timeout or 0.0, tail))
         else:
-            message = (f"timed out after {spec.timeout:g} s; its worker (pid {worker.pid}) "
-                       f"was stopped{with_output(list(worker.tail))}")
-            info = ErrorInfo("timeout", "StageTimeout", message)
-        self._fail(worker, info)
+            self._fail(worker, ErrorInfo("crashed", "WorkerCrashed", exits.describe_startup_hang(
+                worker.pid, self._startup_grace, tail)))
 
-    def _fail(self, worker: _Worker, info: ErrorInfo) -> None:
+    def _fail(self, worker: Worker, info: ErrorInfo) -> None:
         spec = worker.spec
         assert spec is not None
         outcome = TaskOutcome(spec.key, spec.attempt, None, info, TaskMetrics(worker.pid))
@@ -471,47 +380,19 @@ class LocalExecutor(MachineValues):
             worker.peak_rss = max(worker.peak_rss, oom.peak_rss_of(worker.pid))
 
     # -- processes and pipes ---------------------------------------------------
-    def _start_worker(self) -> _Worker:
-        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        out_r, out_w = self._ctx.Pipe(duplex=False)
-        err_r, err_w = self._ctx.Pipe(duplex=False)
-        process = self._ctx.Process(
-            target=worker_main, args=(child_conn, out_w, err_w, self._init),
-            name="dagrun-worker", daemon=False,
-        )
-        process.start()
-        for end in (child_conn, out_w, err_w):
-            end.close()
-        raw = {}
-        for reader, stream in ((out_r, "stdout"), (err_r, "stderr")):
-            os.set_blocking(reader.fileno(), False)
-            raw[reader.fileno()] = (reader, capture.Lines(stream))
-        worker = _Worker(process, parent_conn, raw)
-        watch = {parent_conn.fileno(): "conn", process.sentinel: "sentinel"}
-        watch.update({fd: "raw" for fd in raw})
-        for fd, what in watch.items():
+    def _start_worker(self) -> Worker:
+        worker = handle.start(self._ctx, self._init)
+        for fd, what in worker.watched().items():
             self._watched[fd] = (worker, what)
             self._poll.register(fd, select.POLLIN)
         return worker
-
-    def _send(self, worker: _Worker, payload: bytes | memoryview) -> None:
-        try:
-            worker.conn.send_bytes(payload)
-        except (OSError, EOFError, ValueError):
-            pass  # the worker is dead: its sentinel reports it in wait()
 
     def _unwatch(self, fd: int) -> None:
         if self._watched.pop(fd, None) is not None:
             self._poll.unregister(fd)
 
-    def _forget(self, worker: _Worker) -> None:
+    def _forget(self, worker: Worker) -> None:
         """Stop watching a worker that is gone; free its pipes and its process's fds."""
-        worker.gone = True
-        fds = [fd for fd, w in self._watched.items() if w is not None and w[0] is worker]
-        for fd in fds:
+        for fd in [fd for fd, w in self._watched.items() if w is not None and w[0] is worker]:
             self._unwatch(fd)
-        worker.conn.close()
-        for reader, _ in worker.raw.values():
-            reader.close()
-        if worker.process.exitcode is not None:
-            worker.process.close()  # else the sentinel stays open until garbage collection
+        worker.close()
