@@ -75,6 +75,18 @@ def exit_code() -> int:
     return 128 + (_state.last[0] if _state.last is not None else signal.SIGINT)
 
 
+def exiting() -> None:
+    """The process is about to exit: after a signal, ignore its echoes from now on.
+
+    Python resets handlers to the default at interpreter exit, so the second
+    copy of a signal that lands then would kill the process (-15 instead of
+    143); ignored handlers are kept.
+    """
+    if _state.last is not None and threading.current_thread() is threading.main_thread():
+        for signum in _SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+
+
 def install_process_handlers() -> None:
     """SIGINT and SIGTERM raise ``KeyboardInterrupt`` (once per ``DEBOUNCE_S``), for the CLI."""
     if threading.current_thread() is not threading.main_thread():

@@ -1,7 +1,8 @@
 """A pipeline that is slow to import, or to validate, or to run: for signals at each phase.
 
 ``$SLOW_PHASE`` picks the phase (``import``, ``validation`` or ``run``) and
-``$SLOW_MARKER`` names a file written once the slow part has begun.
+``$SLOW_MARKER`` names a file written once the slow part has begun (and, for
+each task of ``stubborn``, ``<marker>.<element>`` once it ignores SIGTERM).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ PHASE = os.environ.get("SLOW_PHASE", "")
 MARKER = os.environ.get("SLOW_MARKER", "")
 
 
-def _begin() -> None:
+def _begin(suffix: str = "") -> None:
     if MARKER:
-        Path(MARKER).write_text(str(os.getpid()))
+        Path(MARKER + suffix).write_text(str(os.getpid()))
 
 
 if PHASE == "import":
@@ -36,14 +37,15 @@ def slow_int() -> type:
 
 
 @stage
-def first(size: slow_int() = 1) -> int:  # type: ignore[valid-type]
-    return size
+def first(size: slow_int() = 3) -> list:  # type: ignore[valid-type]
+    return list(range(size))
 
 
-@stage
+@stage(map="first", batch_size=1)
 def stubborn(first: int) -> int:
-    """Ignores SIGTERM and sleeps, so stopping it takes the whole grace period."""
+    """Ignores SIGTERM and sleeps, so stopping each task takes the whole grace period."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _begin()
+    _begin(f".{first}")
     time.sleep(60)
     return first
