@@ -5,7 +5,13 @@
 read, a ``@worker_init`` resource that fails, a result that will not pickle
 or store, all become an
 ``ErrorInfo`` in the returned ``TaskOutcome``, with the user's traceback
-(frames of dagrun itself trimmed) and the chained causes.
+(frames of dagrun itself trimmed) and the chained causes; describing the
+error never fails either (``error_info``).
+
+Metrics: wall and CPU time, the process's peak resident size during the
+task (``max_rss_bytes``: the peak is reset when the task starts) and that
+peak over its resident size at the start (``rss_growth_bytes``: what the
+task itself needed), read from /proc (``_Memory``).
 """
 
 from __future__ import annotations
