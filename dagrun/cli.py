@@ -342,3 +342,5 @@ def main() -> None:
             err=True,
         )
         sys.exit(1)
+    finally:
+        signals.exiting()
