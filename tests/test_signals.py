@@ -120,3 +120,17 @@ def test_a_second_signal_later_exits_at_once(method, tmp_path):
     assert proc.returncode == 130, err
     assert time.monotonic() - second < 1.0
     assert '"run_finished"' not in out
+
+
+def test_ctrl_c_inside_an_inline_stage_stops_the_run(tmp_path):
+    """Inline, Ctrl-C interrupts the stage's own code (the one safe point to raise) and the
+    run ends in order: 130, `interrupted` logged."""
+    proc = start("run", tmp_path, "--executor", "inline")
+    wait_for(tmp_path / "marker.0", proc)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - started < 5
+    last = json.loads(out.splitlines()[-1])
+    assert last["event"] == "run_finished" and last["status"] == "interrupted"
