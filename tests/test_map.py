@@ -16,9 +16,9 @@ import pytest
 
 import dagrun
 from dagrun.executors.worker import concatenate
-from dagrun.values import stack_batch
 from dagrun.policies import auto_batch_size
 from dagrun.stage import as_stage
+from dagrun.values import stack_batch
 from tests.conftest import run_resource as run
 
 FAST = [
