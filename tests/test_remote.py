@@ -10,13 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
 import numpy as np
 import pytest
 
 from dagrun.executors.base import Batched, ErrorInfo, Event, TaskOutcome, TaskSpec
 from dagrun.executors.engine import check_feasible, check_versions, demand, task_key
-from dagrun.executors.remote import Call, nbytes_of, run_task, versions
+from dagrun.executors.remote import Blob, Call, nbytes_of, run_task, versions
 from dagrun.graph import build_graph
 from dagrun.loader import load
 from dagrun.scheduler import TaskKey
@@ -146,7 +145,7 @@ def _spec(node: Any, key: TaskKey, outputs: dict, attempt: int, size: int) -> Ta
 
 # -- the task body, in this process ----------------------------------------
 def _call(func: Any, spec: TaskSpec, layout=(), resources=()) -> Call:
-    return Call("run1", spec, cloudpickle.dumps(func), resources, layout, False, lambda: "here")
+    return Call("run1", spec, Blob.of(func), resources, layout, False, lambda: "here")
 
 
 def _noisy(values: np.ndarray) -> float:

@@ -49,7 +49,7 @@ from .base import (
     TaskOutcome,
     TaskSpec,
 )
-from .remote import Call, Report, versions
+from .remote import Blob, Call, Report, versions
 from .worker import error_info
 
 _PREFETCH = 2  # tasks in flight per worker: one waits on the engine while one runs
@@ -81,8 +81,8 @@ class EngineExecutor:
         self.run_id = context.config.run_id
         self.workers = context.workers
         pickle_by_value(context.sources)
-        self._blobs: dict[str, bytes] = {}
-        self._resources = {n: cloudpickle.dumps(f) for n, f in context.resources.items()}
+        self._blobs: dict[str, Blob] = {}
+        self._resources = {n: Blob.of(f) for n, f in context.resources.items()}
         self._running: dict[str, _Task] = {}
         self._values: dict[str, Any] = {}
         self._done: queue.SimpleQueue[str] = queue.SimpleQueue()
@@ -111,11 +111,11 @@ class EngineExecutor:
                 layout.append((param, len(refs), isinstance(output, Batched),
                                isinstance(output, Batched) and output.concat))
             if stage not in self._blobs:
-                self._blobs[stage] = cloudpickle.dumps(self.context.funcs[stage])
+                self._blobs[stage] = Blob.of(self.context.funcs[stage])
             wanted = set(spec.resources.values())
             call = Call(self.run_id, replace(spec, inputs={}), self._blobs[stage],
                         tuple((n, b) for n, b in self._resources.items() if n in wanted),
-                        tuple(layout), self.unbox, self._where())
+                        tuple(layout), self.unbox, self._where(), tuple(self.context.sources))
             holder, meta = self._launch(key, call, args)
         except Exception as exc:  # noqa: BLE001 - e.g. a parameter that does not pickle
             exc.add_note(f"while handing stage {stage!r} to {self.name}")

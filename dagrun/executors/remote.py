@@ -29,7 +29,9 @@ A worker process keeps per run: the unpickled functions and one
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
 import socket
 import sys
 import time
@@ -52,16 +54,34 @@ from .worker import _run_batch, _this_memory, error_info
 
 
 @dataclass(frozen=True)
+class Blob:
+    """A function pickled twice: by reference (tracebacks show the user's file and line,
+    where the worker can import the pipeline) and by value (where it cannot)."""
+
+    by_reference: bytes
+    by_value: bytes
+
+    @classmethod
+    def of(cls, func: Callable[..., Any]) -> Blob:
+        try:
+            ref = pickle.dumps(func)
+        except Exception:  # noqa: BLE001 - not importable by name: by value only
+            ref = b""
+        return cls(ref, cloudpickle.dumps(func))
+
+
+@dataclass(frozen=True)
 class Call:
     """One engine task: the stage as a blob, its spec without inputs, how the arguments lie."""
 
     run_id: str
     spec: TaskSpec  # inputs emptied: they arrive as the task's positional arguments
-    func: bytes  # cloudpickle of the stage function
-    resources: tuple[tuple[str, bytes], ...]  # (@worker_init name, cloudpickle of its function)
+    func: Blob  # the stage function
+    resources: tuple[tuple[str, Blob], ...]  # (@worker_init name, its function)
     layout: tuple[tuple[str, int, bool, bool], ...]  # (parameter, arguments, batched, concat)
     unbox: bool  # arguments are (value, Report) pairs (Dask) rather than values (Ray)
     where: Callable[[], str]  # the engine's name for the worker running this
+    sources: tuple[Any, ...] = ()  # ModuleSource of the pipeline: imported where it exists
 
 
 @dataclass(frozen=True)
@@ -78,6 +98,7 @@ class Report:
 # -- the engine side ------------------------------------------------------
 _funcs: dict[tuple[str, str], Callable[..., Any]] = {}  # (run id, stage) -> function
 _pools: dict[str, Resources] = {}  # run id -> this process's @worker_init values
+_imported: dict[str, bool] = {}  # run id -> whether the pipeline imported here
 
 
 def run_task(call: Call, *args: Any) -> tuple[Any, Report]:
@@ -147,14 +168,37 @@ def _function(call: Call) -> Callable[..., Any]:
     key = (call.run_id, call.spec.key.stage)
     func = _funcs.get(key)
     if func is None:
-        func = _funcs[key] = cloudpickle.loads(call.func)
+        func = _funcs[key] = _loads(call.func, call)
     return func
+
+
+def _loads(blob: Blob, call: Call) -> Callable[..., Any]:
+    """The function by reference when this worker can import the pipeline, else by value."""
+    if call.run_id not in _imported:
+        _imported[call.run_id] = _import(call.sources)
+    if blob.by_reference and _imported[call.run_id]:
+        with contextlib.suppress(Exception):
+            return pickle.loads(blob.by_reference)
+    return cloudpickle.loads(blob.by_value)
+
+
+def _import(sources: tuple[Any, ...]) -> bool:
+    from ..loader import import_source
+
+    try:
+        for source in sources:
+            if source.path is not None and not os.path.exists(source.path):
+                return False
+            import_source(source)
+    except Exception:  # noqa: BLE001 - not importable here: the functions come by value
+        return False
+    return True
 
 
 def _resource(call: Call, name: str) -> Any:
     pool = _pools.get(call.run_id)
     if pool is None:
-        pool = _pools[call.run_id] = Resources({n: cloudpickle.loads(b) for n, b in call.resources})
+        pool = _pools[call.run_id] = Resources({n: _loads(b, call) for n, b in call.resources})
     try:
         return pool.get(name)
     except Exception as exc:
@@ -164,6 +208,7 @@ def _resource(call: Call, name: str) -> Any:
 
 def close_resources(run_id: str) -> None:
     """Tear down one run's ``@worker_init`` values and functions in this worker process."""
+    _imported.pop(run_id, None)
     pool = _pools.pop(run_id, None)
     if pool is not None:
         pool.close()
