@@ -168,3 +168,25 @@ def test_run_in_json_mode_logs_task_log_events(how, state_dir):
     stored = [json.loads(line) for line in result.events_path.read_text().splitlines()]
     assert [e for e in stored if e["event"] == "task_log"] == [
         e for e in shown if e["event"] == "task_log"]
+
+
+def test_line_writer_keeps_a_progress_bars_last_state():
+    """A carriage return starts a line over; a stage's flush does not cut its line."""
+    from dagrun.executors.capture import MAX_LINE_CHARS, LineWriter, Lines
+
+    got = []
+    writer = LineWriter(lambda *record: got.append(record), "stderr")
+    writer.write("\r 10%")
+    writer.flush()
+    writer.write("\r 50%")
+    writer.write("\r100%\n")
+    writer.write("x" * (MAX_LINE_CHARS + 1))  # a runaway line is delivered, cut
+    writer.write("done, no newline")
+    writer.end_line()
+    assert got[0] == ("stderr", "warning", "100%")
+    assert got[1][2].startswith("xxx") and got[1][2].endswith("(1 more characters)")
+    assert got[2:] == [("stderr", "warning", "done, no newline")]
+    raw = Lines("stdout")
+    assert raw.feed(b"one\r\ntw") == ["one"]
+    assert raw.feed(b"o\rTWO\nrest") == ["TWO"]
+    assert raw.rest() == ["rest"]

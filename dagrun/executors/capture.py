@@ -22,7 +22,9 @@ structlog configuration are left as they are (a handler is added to the
 root logger for the task's duration, structlog is configured only when the
 application has not configured it). Raw fd output is not captured inline.
 
-A line without its newline is delivered when the task ends (``flush``).
+A line without its newline is delivered when the task ends (``flush``), not
+when the stage flushes; a carriage return starts a line over, as on a
+terminal, so a progress bar gives its last state rather than every redraw.
 """
 
 from __future__ import annotations
@@ -114,21 +116,41 @@ class LineWriter(io.TextIOBase):
             raise TypeError(msg)
         with self._lock:
             if "\n" not in text:
-                self._partial += text
-                return len(text)
-            *lines, self._partial = (self._partial + text).split("\n")
+                self._partial = _last_state(self._partial + text)
+                if len(self._partial) <= MAX_LINE_CHARS:
+                    return len(text)
+                text, self._partial = self._partial + "\n", ""
+            *lines, rest = (self._partial + text).split("\n")
+            self._partial = _last_state(rest)
         for line in lines:
-            self._emit(self._stream, self._level, clip(line.rstrip("\r")))
+            self._emit(self._stream, self._level, clip(_shown(line)))
         return len(text)
 
     def flush(self) -> None:
-        with self._lock:
-            rest, self._partial = self._partial, ""
-        if rest:
-            self._emit(self._stream, self._level, clip(rest.rstrip("\r")))
+        """Flush the raw buffer; a line without its newline waits for ``end_line``."""
         if self._buffer is not None:
             with contextlib.suppress(OSError, ValueError):
                 self._buffer.flush()
+
+    def end_line(self) -> None:
+        """The task ended: deliver the line still without its newline."""
+        with self._lock:
+            rest, self._partial = self._partial, ""
+        if rest:
+            self._emit(self._stream, self._level, clip(_shown(rest)))
+        self.flush()
+
+
+def _shown(line: str) -> str:
+    """What a terminal would show of ``line``: a carriage return starts it over."""
+    line = line.rstrip("\r")
+    return line.rsplit("\r", 1)[-1] if "\r" in line else line
+
+
+def _last_state(partial: str) -> str:
+    """A progress bar redraws its line after ``\\r``: only its last state is kept."""
+    cut = partial.rstrip("\r").rfind("\r")
+    return partial[cut + 1:] if cut >= 0 else partial
 
 
 class RecordHandler(logging.Handler):
@@ -246,7 +268,10 @@ def flush() -> None:
     """End of a task: deliver lines still without their newline."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
-            stream.flush()
+            if isinstance(stream, LineWriter):
+                stream.end_line()
+            else:
+                stream.flush()
 
 
 @contextlib.contextmanager
@@ -270,8 +295,8 @@ def captured(emit: Emit) -> Iterator[None]:
             warnings.showwarning = show_warning(emit)
             yield
     finally:
-        out.flush()
-        err.flush()
+        out.end_line()
+        err.end_line()
         root.removeHandler(handler)
         root.setLevel(level)
         if own_structlog:
@@ -293,9 +318,9 @@ class Lines:
         if len(self._partial) > MAX_LINE_CHARS * 4:  # no newline in sight: deliver what we have
             lines.append(self._partial)
             self._partial = b""
-        return [clip(line.decode("utf-8", "replace").rstrip("\r")) for line in lines]
+        return [clip(_shown(line.decode("utf-8", "replace"))) for line in lines]
 
     def rest(self) -> list[str]:
         """The line still without its newline, if any (a task ended, or its worker died)."""
         rest, self._partial = self._partial, b""
-        return [clip(rest.decode("utf-8", "replace").rstrip("\r"))] if rest else []
+        return [clip(_shown(rest.decode("utf-8", "replace")))] if rest else []
