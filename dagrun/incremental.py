@@ -38,6 +38,7 @@ class RunCache:
         self.ledger, self.report, self.executor = ledger, report, executor
         self.locks: dict[str, Any] = {}
         self.waiting: list[str] = []
+        self.digests: dict[str, str] = {}  # cache=False stage -> its result's content hash
 
     @classmethod
     def open(
@@ -47,25 +48,23 @@ class RunCache:
         """The run's cache, or None when it neither reads nor writes one."""
         if options.no_cache or not hasattr(executor, "from_cache"):
             return None
-        from .cache import Cache, plan_keys
+        from .cache import Cache, pipeline_key, plan_keys
 
-        keys = plan_keys(graph)
+        keys = plan_keys(graph)  # after the run date is bound: stages taking it are keyed by it
         forced = set(options.force)
         for name in options.force:
             forced |= set(graph.dag.nodes) & _descendants(graph, name)
-        source = graph.pipeline.source
-        pipeline_key = (source.path or source.module) if source is not None else graph.pipeline.name
-        return cls(Cache(options.cache_dir), keys, forced, graph, str(pipeline_key), ledger,
+        return cls(Cache(options.cache_dir), keys, forced, graph, pipeline_key(graph), ledger,
                    report, executor)
 
     def enabled_for(self, stage: str) -> bool:
-        node = self.graph.nodes[stage]
-        return node.stage.options.cache and stage not in self.forced and stage in self.keys
+        record = self.keys.get(stage)
+        return record is not None and not record.volatile and stage not in self.forced
 
     def lookup(self, stage: str) -> bool | None:
         """True: adopted from the cache; False: another run makes it (wait); None: compute it."""
-        if not self.enabled_for(stage):
-            return None
+        if not self.enabled_for(stage) or stage in self.locks:
+            return None  # not cached, or claimed already (chained behind its input)
         key = self.keys[stage].key
         lock = self.cache.try_lock(key)
         if lock is None:
@@ -81,8 +80,24 @@ class RunCache:
         self.report.skip(stage, "cached")
         return True
 
+    def claim(self, stage: str) -> bool:
+        """Take ``stage``'s key for this run when no entry exists: it will be computed here."""
+        if not self.enabled_for(stage):
+            return True
+        if stage in self.locks:
+            return True
+        key = self.keys[stage].key
+        lock = self.cache.try_lock(key)
+        if lock is None:
+            return False
+        if self._intact_entry(stage, key) is not None:
+            lock.release()  # adopted when it becomes ready
+            return False
+        self.locks[stage] = lock
+        return True
+
     def _intact_entry(self, stage: str, key: str) -> Any:
-        from .cache import CacheCorrupt
+        from .errors import CacheCorrupt
 
         try:
             return self.cache.lookup(key)
@@ -97,7 +112,14 @@ class RunCache:
         return self.cache.target(self.keys[stage].key, stage)
 
     def stored(self, stage: str) -> None:
-        """``stage`` finished: a mapped stage's combined result is written now; locks go."""
+        """``stage`` finished: a mapped stage's combined result is written now; locks go.
+
+        A ``cache=False`` stage's result is hashed instead, and what it feeds is
+        keyed by that content from now on (it may differ from run to run).
+        """
+        if self.keys[stage].volatile:
+            self._rekey_after(stage)
+            return
         if stage not in self.locks:
             return
         if self.graph.nodes[stage].map_input is not None and stage in self.ledger:
@@ -110,6 +132,21 @@ class RunCache:
                     decoded.close()
         self.cache.record(self.pipeline_key, stage, self.keys[stage])
         self.abandon(stage)
+
+    def _rekey_after(self, stage: str) -> None:
+        from .cache import hash_value, plan_keys
+
+        users = self.graph.dag.successors(stage) if stage in self.graph.dag else ()
+        if stage not in self.ledger or not any(self.enabled_for(u) for u in users):
+            return
+        value, opened = self.ledger.read(stage)
+        try:
+            self.digests[stage] = hash_value(value)
+        finally:
+            del value
+            for decoded in opened:
+                decoded.close()
+        self.keys = plan_keys(self.graph, outputs=self.digests)
 
     def abandon(self, stage: str) -> None:
         lock = self.locks.pop(stage, None)

@@ -68,6 +68,7 @@ class Planner:
         self.chained: dict[str, TaskSpec] = {}  # stage -> its task queued behind its input's
         self.errors: dict[str, ErrorInfo] = {}
         self.sequence = itertools.count()
+        self.cache_look_at = 0.0  # when stages waiting on another run's entry are looked at
         self.rng = rng or random.Random()
         from .incremental import RunCache
 
@@ -208,8 +209,8 @@ class Planner:
         ])
         if user is None or self._shared_input_bytes(name) >= self.tuning.chain_inputs_max:
             return
-        if self.cache is not None and self.cache.enabled_for(user):
-            return  # it may come from the cache: decided when it becomes ready
+        if self.cache is not None and not self.cache.claim(user):
+            return  # it comes from the cache, or another run makes it: decided when ready
         follow = self.task(TaskKey(user), after=spec.key)
         if self.executor.chain(follow):
             self.chained[user] = follow
@@ -263,7 +264,7 @@ class Planner:
         """When the loop must wake up next for a retry or a cache entry another run makes."""
         due = [self.delayed[0][0]] if self.delayed else []
         if self.cache is not None and self.cache.waiting:
-            due.append(time.monotonic() + self.tuning.cache_wait_s)
+            due.append(self.cache_look_at)
         return min(due) if due else None
 
     def release_due(self) -> None:
@@ -276,10 +277,22 @@ class Planner:
         return self.cache is not None and bool(self.cache.waiting)
 
     def retry_cache_waits(self) -> list[Step]:
-        """Stages whose cache entry another run was making: planned again now."""
-        if self.cache is None or not self.cache.waiting or self.scheduler.stopped:
+        """Stages whose cache entry another run was making, looked at again when due.
+
+        Returns the steps of those that are settled now (adopted or taken over).
+        """
+        now = time.monotonic()
+        if self.cache is None or not self.cache.waiting or now < self.cache_look_at:
             return []
-        return [self.plan(name) for name in self.cache.take_waiting()]
+        self.cache_look_at = now + self.tuning.cache_wait_s
+        if self.scheduler.stopped:
+            return []
+        steps = []
+        for name in self.cache.take_waiting():
+            step = self.plan(name)
+            if name not in self.cache.waiting:
+                steps.append(step)
+        return steps
 
     # -- outcomes ------------------------------------------------------------
     def stored(self, key: TaskKey, outcome: TaskOutcome) -> None:

@@ -170,11 +170,15 @@ class _Run:
 
     def _plan_ready(self) -> None:
         # Planning can finish a stage at once (an empty map, a cache hit), making more ready.
-        while ready := self.plan.scheduler.take_ready():
+        while True:
+            ready = self.plan.scheduler.take_ready()
             for name in ready:
                 self._apply(self.plan.plan(name))
-        for step in self.plan.retry_cache_waits():
-            self._apply(step)
+            settled = self.plan.retry_cache_waits()
+            for step in settled:
+                self._apply(step)
+            if not ready and not settled:
+                return
 
     def _dispatch(self) -> None:
         plan = self.plan

@@ -37,8 +37,8 @@ def test_the_head_of_the_longest_path_starts_first(state_dir):
 
 def test_history_gives_the_next_run_its_estimates(state_dir):
     """A second run's task_started carries the stage's time measured by the first."""
-    run_resource("priority", state_dir=state_dir, workers=1).close()
-    with run_resource("priority", state_dir=state_dir, workers=1) as result:
+    run_resource("priority", state_dir=state_dir, workers=1, no_cache=True).close()
+    with run_resource("priority", state_dir=state_dir, workers=1, no_cache=True) as result:
         started = [e for e in _events(result) if e["event"] == "task_started"]
     assert all(e["estimate_s"] is not None for e in started)
     assert next(e for e in started if e["stage"] == "a_short")["estimate_s"] >= 0.04

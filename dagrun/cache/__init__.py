@@ -26,6 +26,9 @@ value})`` once its value exists, so consumers are keyed by its content.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from ..errors import CacheCorrupt, UnhashableParameter
 from .entries import Cache, CacheTarget, CleanReport, Corrupt, Entry
 from .hashing import Unhashable, hash_path, hash_value
@@ -62,3 +65,20 @@ __all__ = [
     "plan_keys",
     "project_root",
 ]
+
+
+def adopted(entry: Entry) -> tuple[tuple[str, Entry], int | None]:
+    """A payload a worker can load ``entry`` from, and the value's length along axis 0."""
+    root = str(Path(entry.path).parents[3])  # <root>/entries/<xx>/<key>/<data file>
+    value = Cache(root).load(entry)  # a mapping: nothing is read but the header
+    try:
+        length = len(value) if getattr(value, "ndim", 1) else None
+    except TypeError:
+        length = None
+    return (root, entry), length
+
+
+def load_adopted(payload: tuple[str, Entry]) -> Any:
+    """The value of an adopted entry, memory-mapped and read-only."""
+    root, entry = payload
+    return Cache(root).load(entry)

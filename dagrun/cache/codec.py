@@ -63,11 +63,6 @@ def write(path: Path, kind: str, value: Any) -> dict[str, Any]:
             extra["name"] = value.name if isinstance(value.name, str | None) else None
         with pa.OSFile(str(path), "wb") as sink:
             _write(sink, _as_arrow(value, kind))
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # the rename that commits the entry must not outrun its data
-    finally:
-        os.close(fd)
     return extra
 
 

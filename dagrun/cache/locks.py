@@ -1,4 +1,10 @@
-"""One ``fcntl.flock`` lock per cache key, so two runs do not compute one entry twice.
+"""One POSIX record lock per cache key, so two runs do not compute one entry twice.
+
+``lockf`` rather than ``flock``: a flock belongs to the open file, which a
+worker process forked while the driver holds the lock would keep open (and
+so keep the lock) long after the driver let go; a record lock belongs to the
+process that took it and is never inherited. Within one process a key is
+locked once (the runner keeps track).
 
 The lock file (``<cache>/locks/<key>.lock``) is created once and never
 removed while the cache lives: unlinking a lock file that another process
@@ -32,8 +38,8 @@ class KeyLock:
             return True
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
+            fcntl.lockf(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except (BlockingIOError, PermissionError):
             os.close(fd)
             return False
         except BaseException:
@@ -43,7 +49,7 @@ class KeyLock:
         return True
 
     def release(self) -> None:
-        """Give the lock back (closing the descriptor releases the flock)."""
+        """Give the lock back (closing the descriptor releases the record lock)."""
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)

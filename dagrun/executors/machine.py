@@ -9,6 +9,8 @@ them, so the runner only says when a value has no consumer left
 
 from __future__ import annotations
 
+from typing import Any
+
 from .. import store
 from ..store import Decoded, Handle, StoreConfig
 
@@ -26,6 +28,13 @@ class MachineValues:
 
     def read(self, ref: Handle, stage: str) -> Decoded:
         return store.decode(ref, self.config, stage)
+
+    def from_cache(self, entry: Any, stage: str) -> Handle:
+        """A cache entry as a handle: its consumers map the entry's file, nothing is copied."""
+        from ..cache import adopted
+
+        payload, length = adopted(entry)
+        return Handle("cache", entry.size, payload, length)
 
     def notice(self, ref: Handle) -> str | None:
         """A remark said once per run: values spill to disk because shared memory is short."""

@@ -20,6 +20,7 @@ import dataclasses
 import os
 import pickle
 import resource
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -86,6 +87,8 @@ def execute(
                 value = _run_batch(func, kwargs, spec)
                 items = spec.items[1] - spec.items[0]
         kind = type(value).__name__
+        if spec.cache is not None:
+            _store_in_cache(spec.cache, value, stage)
         # Consumers of a concatenated map see the joined rows: a later map splits by rows.
         rows = sum(map(_rows, value)) if spec.concat and spec.items is not None else None
         try:
@@ -125,6 +128,14 @@ def execute(
         items=items,
     )
     return TaskOutcome(spec.key, spec.attempt, handle, error, metrics)
+
+
+def _store_in_cache(target: Any, value: Any, stage: str) -> None:
+    """Keep the result for later runs; a cache that cannot take it does not fail the task."""
+    try:
+        target.write(value)
+    except Exception as exc:  # noqa: BLE001 - the run goes on; the next one recomputes
+        print(f"dagrun: the result of stage {stage!r} was not cached: {exc}", file=sys.stderr)
 
 
 def _run_batch(func: Callable[..., Any], kwargs: dict[str, Any], spec: TaskSpec) -> list[Any]:

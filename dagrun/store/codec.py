@@ -303,6 +303,10 @@ def _read_blob(blob: BlobPayload, config: StoreConfig, stage: str) -> Any:
 def decode(handle: Handle, config: StoreConfig, stage: str) -> Decoded:
     """Read a stored value back; arrays come back read-only, mapped where stored."""
     payload = handle.payload
+    if handle.transport == "cache":  # an entry of the cache, mapped from its file
+        from ..cache import load_adopted
+
+        return Decoded(load_adopted(payload))
     if type(payload) is bytes:
         if b"_frombuffer" in payload:  # arrays inside: make them read-only too
             value = _ReadOnlyUnpickler(io.BytesIO(payload)).load()
