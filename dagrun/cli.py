@@ -177,18 +177,37 @@ def list_command(pipeline: PipelineArg) -> None:
         typer.echo(f"  function:   {node.stage.func.__module__}.{node.stage.func.__qualname__}")
         inputs = ", ".join(f"{p} <- {u}" if p != u else p for p, u in node.inputs.items())
         typer.echo(f"  inputs:     {inputs or '-'}")
-        params = ", ".join(f"{p}={v!r}" for p, v in node.params.items())
+        secret = _secret_parameters(node.stage.func)
+        params = ", ".join(f"{p}={'***' if p in secret else repr(v)}"
+                           for p, v in node.params.items())
         typer.echo(f"  parameters: {params or '-'}")
         shown = {
             "map": opts.map,
+            "concat": opts.concat or None,
+            "retry_delay": opts.retry_delay or None,
             "batch_size": opts.batch_size,
             "retries": opts.retries or None,
             "timeout": opts.timeout,
             "cache": None if opts.cache else False,
             "tags": ",".join(opts.tags) or None,
+            "cpus": opts.cpus if opts.cpus != 1 else None,
+            "memory": opts.memory,
+            "gpus": opts.gpus or None,
+            "resources": dict(opts.resources) or None,
+            "version": opts.version,
+            "watch": ",".join(opts.watch) or None,
         }
         text = ", ".join(f"{k}={v}" for k, v in shown.items() if v is not None)
         typer.echo(f"  options:    {text or '-'}")
+
+
+def _secret_parameters(func: object) -> set[str]:
+    from .params import annotations_of, is_secret
+
+    try:
+        return {name for name, hint in annotations_of(func).items() if is_secret(hint)}
+    except (TypeError, ValueError):
+        return set()
 
 
 @app.command("graph")

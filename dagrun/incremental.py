@@ -48,6 +48,14 @@ class RunCache:
         """The run's cache, or None when it neither reads nor writes one."""
         if options.no_cache or not hasattr(executor, "from_cache"):
             return None
+        shares = getattr(executor, "shares_cache", None)
+        if shares is not None and not shares(str(options.cache_dir)):
+            report.events.emit(
+                "cache_off", level="warning", cache_dir=str(options.cache_dir),
+                reason=f"the {executor.name} workers do not see {options.cache_dir}; give "
+                       f"--cache-dir a directory every worker shares to cache on this cluster",
+            )
+            return None
         from .cache import Cache, pipeline_key, plan_keys
 
         keys = plan_keys(graph)  # after the run date is bound: stages taking it are keyed by it

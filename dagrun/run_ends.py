@@ -18,6 +18,7 @@ from .executors.base import ErrorInfo
 from .graph import Graph
 from .result import RunResult
 from .scheduler import TaskKey
+from .signals import deferred
 
 if TYPE_CHECKING:
     from .runner import _Run
@@ -121,7 +122,8 @@ def finish_result(run: _Run, status: str, stop: BaseException | None, wall: floa
             opened += parts
         if plan.errors:
             status = "failed"  # a stage failed, or a target's result could not be read back
-    ledger.release_all(keep=values)
+    with deferred():  # a late signal must not cut the freeing of shared memory in two
+        ledger.release_all(keep=values)
     from . import estimates
 
     estimates.record(run.run_dir, run.graph.pipeline.name, report.metrics)

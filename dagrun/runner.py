@@ -135,7 +135,8 @@ class _Run:
                     status = "interrupted" if isinstance(exc, Interrupted) else "timed_out"
                     self._stop()
                 finally:
-                    self.exe.shutdown(cancel=status != "succeeded")
+                    if not self.guard.urgent:  # a second signal: kill_all does it, at once
+                        self.exe.shutdown(cancel=status != "succeeded")
         except BaseException:
             if self.exe is not None:
                 self.exe.close()

@@ -22,6 +22,7 @@ EXECUTORS = [
     pytest.param(("local", "fork"), id="fork"),
     pytest.param(("local", "forkserver"), id="forkserver"),
     pytest.param(("local", "spawn"), id="spawn"),
+    pytest.param(("dask", None), id="dask"),  # a real LocalCluster: processes, TCP
 ]
 
 

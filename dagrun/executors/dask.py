@@ -112,7 +112,7 @@ class DaskExecutor(EngineExecutor):
         with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
             self.cluster = distributed.LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address=None, silence_logs=logging.ERROR,
+                dashboard_address=":0", silence_logs=logging.ERROR,  # None does not disable it
                 resources=_machine_resources(),
             )
         self._own_client = True
@@ -163,6 +163,9 @@ class DaskExecutor(EngineExecutor):
 
     def _drop(self, holder: Any) -> None:
         holder.release()
+
+    def _everywhere(self, func: Callable[..., bool], *args: Any) -> bool:
+        return all(self.client.run(func, *args).values())
 
     def _put(self, value: Any) -> Any:
         return self.client.scatter(value, hash=False)

@@ -49,7 +49,7 @@ from .base import (
     TaskOutcome,
     TaskSpec,
 )
-from .remote import Blob, Call, Report, versions
+from .remote import Blob, CacheInput, Call, Report, versions
 from .worker import error_info
 
 _PREFETCH = 2  # tasks in flight per worker: one waits on the engine while one runs
@@ -153,6 +153,29 @@ class EngineExecutor:
     def notice(self, ref: Any) -> str | None:
         return None  # the engine keeps values; dagrun's shared memory is not used
 
+    def shares_cache(self, directory: str) -> bool:
+        """Whether every worker sees ``directory`` as this process does (a marker file)."""
+        import secrets
+
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        marker = os.path.join(directory, f".seen-{secrets.token_hex(8)}")
+        with open(marker, "w"):
+            pass
+        try:
+            return self._everywhere(os.path.exists, marker)
+        except Exception:  # noqa: BLE001 - an engine that cannot tell does not share it
+            return False
+        finally:
+            os.unlink(marker)
+
+    def from_cache(self, entry: Any, stage: str) -> Any:
+        """A cache entry as a handle; the workers that consume it map the entry's file."""
+        from ..cache import adopted
+        from ..store import Handle
+
+        payload, length = adopted(entry)
+        return Handle("cache", entry.size, payload, length)
+
     def shutdown(self, *, cancel: bool = False) -> None:
         if cancel and self._running:
             tasks = list(self._running.values())
@@ -182,6 +205,9 @@ class EngineExecutor:
     def _holder(self, ref: Any, stage: str) -> Any:
         if isinstance(ref, RemoteRef):
             return self._values[ref.key]
+        if ref.transport == "cache":  # the worker maps the entry (the cache is shared)
+            cached = CacheInput(ref.payload)
+            return self._put((cached, None) if self.unbox else cached)
         decoded = store.decode(ref, self.context.config, stage)  # e.g. read from the cache
         try:
             return self._put((decoded.value, None) if self.unbox else decoded.value)
@@ -289,6 +315,9 @@ class EngineExecutor:
         raise NotImplementedError
 
     def _drop(self, holder: Any) -> None:
+        raise NotImplementedError
+
+    def _everywhere(self, func: Callable[..., bool], *args: Any) -> bool:
         raise NotImplementedError
 
     def _put(self, value: Any) -> Any:

@@ -157,6 +157,17 @@ class RayExecutor(EngineExecutor):
     def _drop(self, holder: Any) -> None:
         pass  # dropping our reference (the caller forgets it) lets Ray free the object
 
+    def _everywhere(self, func: Callable[..., bool], *args: Any) -> bool:
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        if len(nodes) > 1:  # one task per node, each pinned there
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            check = ray.remote(num_cpus=0)(func)
+            refs = [check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+                n["NodeID"], soft=False)).remote(*args) for n in nodes]
+            return all(ray.get(refs))
+        return True  # one node: this machine's own filesystem
+
     def _put(self, value: Any) -> Any:
         return ray.put(value)
 

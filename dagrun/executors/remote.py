@@ -50,7 +50,7 @@ from .base import (
     TaskSpec,
 )
 from .capture import captured
-from .worker import _run_batch, _this_memory, error_info
+from .worker import _run_batch, _store_in_cache, _this_memory, error_info
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,7 @@ def run_task(call: Call, *args: Any) -> tuple[Any, Report]:
                 position += count
                 if call.unbox:
                     parts = tuple(part[0] for part in parts)
+                parts = tuple(_from_cache(part) for part in parts)
                 input_bytes += sum(nbytes_of(part) for part in parts)
                 if batched:
                     flat = [x for part in parts for x in part]
@@ -137,6 +138,8 @@ def run_task(call: Call, *args: Any) -> tuple[Any, Report]:
             else:
                 value = _run_batch(func, kwargs, spec)
                 items = spec.items[1] - spec.items[0]
+            if spec.cache is not None:
+                _store_in_cache(spec.cache, value, stage)
             nbytes = nbytes_of(value, pickled=True, stage=stage)
             if spec.concat and spec.items is not None:
                 length = sum(map(rows, value))
@@ -214,6 +217,21 @@ def close_resources(run_id: str) -> None:
         pool.close()
     for key in [k for k in _funcs if k[0] == run_id]:
         del _funcs[key]
+
+
+@dataclass(frozen=True)
+class CacheInput:
+    """An input the worker reads from the cache itself: the file is mapped, not shipped."""
+
+    payload: Any
+
+
+def _from_cache(part: Any) -> Any:
+    if isinstance(part, CacheInput):
+        from ..cache import load_adopted
+
+        return load_adopted(part.payload)
+    return part
 
 
 def read_only(value: Any) -> Any:
