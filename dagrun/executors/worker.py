@@ -280,6 +280,12 @@ class _Memory:
                 self._fds[name] = os.open(f"/proc/self/{name}", mode | os.O_CLOEXEC)
             except OSError:
                 pass
+        # getrusage is 5x cheaper than parsing status: trust it where it is not
+        # inflated by the process this one was exec'd from (fork, forkserver).
+        self._rusage = False
+        if "clear_refs" in self._fds and "status" in self._fds:
+            self.reset()
+            self._rusage = self._rusage_peak() <= self._status_peak() + 16 * _PAGE
 
     def reset(self) -> int:
         """Reset the peak; the resident size now, in bytes (0 when unknown)."""
@@ -299,6 +305,13 @@ class _Memory:
 
     def peak(self) -> int:
         """The peak resident size since ``reset``, in bytes."""
+        return self._rusage_peak() if self._rusage else self._status_peak()
+
+    @staticmethod
+    def _rusage_peak() -> int:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def _status_peak(self) -> int:
         fd = self._fds.get("status")
         if fd is not None:
             try:
@@ -307,7 +320,7 @@ class _Memory:
                 return int(text[at:text.index(b"kB", at)]) * 1024
             except (OSError, ValueError):
                 pass
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return self._rusage_peak()
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
