@@ -25,7 +25,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "A full run writes tests/bench/results.json and tests/bench/README_TABLE.md; "
         "--quick or --only write to bench-results/ unless --json / --markdown say otherwise.",
     )
-    p.add_argument("--quick", action="store_true", help="the reduced set (< 2 minutes)")
+    p.add_argument("--quick", action="store_true", help="the reduced set (< 3 minutes)")
     p.add_argument(
         "--only", action="append", default=[], metavar="WORKLOAD[:CASE]",
         help=f"run only these (repeatable or comma-separated): {', '.join(workloads.WORKLOADS)}",
