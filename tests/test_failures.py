@@ -62,7 +62,7 @@ SCENARIOS = [
      ["killed by SIGKILL", "the signal did not come from dagrun"]),
     ("timeout", "hangs", {}, dagrun.StageTimeout, ["timed out after 0.5 s", "was stopped"]),
     ("result_lambda", "returns_lambda", {}, dagrun.StageFailed,
-     ["Can't pickle local object", "(a function) could not be stored"]),
+     ["local object 'returns_lambda.<locals>.<lambda>'", "(a function) could not be stored"]),
     ("result_lock", "returns_lock", {}, dagrun.StageFailed,
      ["cannot pickle '_thread.lock' object", "could not be stored"]),
     ("exception_unpicklable", "raises_unpicklable", {}, dagrun.StageFailed,

@@ -172,7 +172,7 @@ def test_run_in_json_mode_logs_task_log_events(how, state_dir):
 
 def test_line_writer_keeps_a_progress_bars_last_state():
     """A carriage return starts a line over; a stage's flush does not cut its line."""
-    from dagrun.executors.capture import MAX_LINE_CHARS, LineWriter, Lines
+    from dagrun.executors.capture import MAX_LINE_CHARS, Lines, LineWriter
 
     got = []
     writer = LineWriter(lambda *record: got.append(record), "stderr")
