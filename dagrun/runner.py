@@ -212,13 +212,13 @@ class _Run:
             self._on_error(outcome, outcome.error)
             return
         assert outcome.handle is not None
+        if key.stage not in plan.scheduler.running:
+            self.exe.release(outcome.handle)  # the stage failed or was dropped meanwhile
+            return
         self.report.finished(outcome)
         notice = self.exe.notice(outcome.handle)
         if notice is not None:  # said once per run
             self.report.notice("store_fallback", key.stage, message=notice)
-        if key.stage not in plan.scheduler.running:
-            self.exe.release(outcome.handle)  # the stage failed or stopped meanwhile
-            return
         self.ledger.record(key.stage, key.batch, outcome.handle)
         self._apply(plan.scheduler.finish(key), key)
         plan.stored(key, outcome)

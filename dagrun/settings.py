@@ -122,7 +122,7 @@ class RunOptions:
         if executor not in executors.names() and not callable(executor):
             msg = f"unknown executor {executor!r}; choose one of: {', '.join(executors.names())}"
             raise UsageError(msg)
-        method = args.get("start_method") or mp.get_start_method(allow_none=False)
+        method = args.get("start_method") or _default_start_method()
         if method not in START_METHODS:
             msg = f"unknown start method {method!r}; choose one of: {', '.join(START_METHODS)}"
             raise UsageError(msg)
@@ -175,6 +175,16 @@ class RunOptions:
             shm_dir=env.shm_dir,
             tuning=tuning,
         )
+
+
+def _default_start_method() -> str:
+    """``multiprocessing``'s configured method if the program set one, else dagrun's choice."""
+    chosen = mp.get_start_method(allow_none=True)
+    if chosen is not None:
+        return chosen
+    from .executors.local import default_start_method
+
+    return default_start_method()
 
 
 def usable_cpus() -> int:
