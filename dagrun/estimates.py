@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-RECENT = 5  # runs whose measurements count: enough to smooth noise, recent enough to follow edits
+from .settings import TUNING
+
+RECENT = TUNING.recent_runs
 FILE = "stages.json"
 
 

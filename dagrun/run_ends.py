@@ -42,10 +42,10 @@ def bind_run_date(graph: Graph, when: date | datetime | None) -> date | datetime
     default), ``datetime.datetime`` or ``str`` (ISO text). Without a date
     given, it is now (today).
     """
+    selected = set(graph.selected)
     takers = [
         node for name, node in graph.nodes.items()
-        if name in graph.selected and RUN_DATE in node.params
-        and RUN_DATE not in node.stage.bound
+        if name in selected and RUN_DATE in node.params and RUN_DATE not in node.stage.bound
     ]
     if not takers:
         return when

@@ -38,25 +38,93 @@ LOG_FORMATS = ("console", "json", "none")
 
 @dataclass(frozen=True)
 class Tuning:
-    """The numbers that shape a run; each field's comment is the reason for its value."""
+    """The numbers that shape a run; each field's comment is the reason for its value.
 
+    Modules read these from ``TUNING`` (the defaults); a run's own record
+    (``RunOptions.tuning``) differs only where the environment says so
+    (``DAGRUN_HOLD_MIN``). The README's settings table lists every field.
+    """
+
+    # -- scheduling (runner, planner) --
     # Automatic batch size of a mapped stage: about this many batches per worker, enough to
     # balance uneven elements, few enough that per-task overhead stays small.
     tasks_per_worker: int = 4
     # A consumer is not chained behind a task whose shared inputs are this large: the driver
     # frees them only when that task ends, so the link would overlap them in memory.
     chain_inputs_max: int = 16 << 20
-    # From this size a result with one consumer that can start at once stays in its worker;
-    # below it, the shared-memory path is cheap enough and keeps the documented transports.
-    hold_min: int = 256 << 20
     # Share of the memory limit kept free when no --memory budget is given: the driver, the
     # page cache and the interpreters' baselines live there.
     memory_margin: float = 0.1
+    # Earlier runs whose stage times and memory count: enough to smooth noise, recent enough
+    # to follow edits.
+    recent_runs: int = 5
     # Seconds between two looks at a cache entry that another run is computing.
     cache_wait_s: float = 0.2
-    # Signals closer together than this are one signal (timeout(1) and process groups send
-    # the same signal to the driver twice).
+    # Signals closer together than this are one signal (one keypress, or timeout(1) and a
+    # process group, reach the driver twice).
     signal_merge_s: float = 1.0
+
+    # -- the local process pool --
+    # Tasks a worker may hold: the running one and one queued behind it.
+    prefetch: int = 2
+    # Only tasks typically shorter than this get one queued behind them: behind a long task
+    # the queued one would wait while other workers idle.
+    short_task_s: float = 0.005
+    # Results from this size on pull their consumers to the worker that wrote them (it still
+    # has the pages mapped).
+    near_min: int = 1 << 20
+    # Messages read from one worker per wake-up: a chatty worker cannot starve the others.
+    messages_per_wake: int = 64
+    # Peak-memory samples of busy workers: cheap, and fine enough to describe a crash.
+    sample_every_s: float = 0.5
+    # A worker must finish its imports within this, task timeout or not.
+    startup_grace_s: float = 30.0
+    # A worker asked to stop gets this long to exit before it is killed: enough for its
+    # resources' teardown, short enough that Ctrl-C still feels immediate.
+    term_grace_s: float = 1.0
+    # Last lines of a dead worker's output quoted in its task's error.
+    tail_lines: int = 5
+    # A printed line longer than this is cut: one runaway print must not make a huge event.
+    max_line_chars: int = 10_000
+    # Tasks in flight per Dask or Ray worker: one waits on the engine while one runs.
+    engine_prefetch: int = 2
+
+    # -- intermediates (store) --
+    # Values (or array members) smaller than this travel pickled inside the handle: no file.
+    inline_max: int = 64 << 10
+    # From this size a result with one consumer that can start at once stays in its worker;
+    # below it, the shared-memory path is cheap enough and keeps the documented transports.
+    hold_min: int = 256 << 20
+    # At most this much of released values waits for reuse: peak memory stays within the
+    # live set plus this.
+    pool_max: int = 256 << 20
+    # Parked segments kept at most, whatever their size.
+    max_free: int = 16
+    # Larger segments are freed, not parked: a large value gets fresh pages instead of
+    # holding memory for a next value that may never come.
+    recycle_max: int = 32 << 20
+    # Below this a single memcpy is as fast as copying with threads.
+    parallel_copy_min: int = 16 << 20
+    # The smallest piece one copying thread takes.
+    copy_chunk_min: int = 8 << 20
+    # From this size an array nobody else holds is freed page by page as it is copied.
+    release_min: int = 32 << 20
+    # How much is copied before those pages are given back.
+    release_chunk: int = 16 << 20
+    # Free space left in a directory after a new segment, so the system does not run dry.
+    reserve: int = 1 << 20
+    # Mappings a process keeps open for reuse.
+    max_cached_maps: int = 64
+
+    # -- cache --
+    # Bytes at each end of a cached file whose digests a lookup checks (constant time).
+    cache_edge: int = 4096
+    # Bytes hashed per call when a value is not contiguous: one reused buffer.
+    hash_chunk: int = 8 << 20
+
+
+TUNING = Tuning()
+"""The defaults every module reads its numbers from."""
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,10 @@ from pathlib import Path
 from types import FrameType, TracebackType
 
 from .errors import Interrupted
+from .settings import TUNING
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-DEBOUNCE_S = 1.0  # one keypress or one `timeout` reaches the driver twice within this
+DEBOUNCE_S = TUNING.signal_merge_s
 _PACKAGE = str(Path(__file__).resolve().parent)
 _STORE = str(Path(__file__).resolve().parent / "store")
 _WORKER = str(Path(__file__).resolve().parent / "executors" / "worker.py")

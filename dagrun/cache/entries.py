@@ -44,12 +44,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CacheCorrupt, CacheError
+from ..settings import TUNING
 from . import codec
 from .hashing import hash_bytes, hash_file
 from .locks import KeyLock
 from .plan import CACHE_FORMAT_VERSION, KeyRecord
 
-_EDGE = 4096  # bytes at each end of a data file whose digests a lookup checks
+_EDGE = TUNING.cache_edge
 _META_MAX = 1 << 20
 _STALE_TMP_S = 3600.0  # a tmp/ directory this old belongs to a writer that died
 

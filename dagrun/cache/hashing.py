@@ -38,11 +38,13 @@ from typing import Any
 
 import xxhash
 
+from ..settings import TUNING
+
 # Bytes of a non-contiguous array gathered per chunk into one reused buffer: small
 # enough to stay in the CPU cache between the copy and the hash (about 9 GB/s for a
 # strided view, against 1.5 GB/s with fresh 64 MiB copies), large enough that the
 # per-call overhead of ``update`` does not matter.
-_CHUNK_BYTES = 8 << 20
+_CHUNK_BYTES = TUNING.hash_chunk
 
 
 class Unhashable(TypeError):

@@ -38,12 +38,14 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..settings import TUNING
+
 Emit = Callable[[str, str, str], None]  # (stream, level, message)
 
 STREAMS = ("stdout", "stderr", "logging", "structlog")
 LEVELS = {"stdout": "info", "stderr": "warning"}  # raw streams carry no level of their own
 # A line longer than this is cut: one runaway print must not make a multi-megabyte event.
-MAX_LINE_CHARS = 10_000
+MAX_LINE_CHARS = TUNING.max_line_chars
 # Stage loggers at INFO are shown unless the application set the root level itself
 # (Python's default WARNING would drop the progress messages users log).
 WORKER_LOG_LEVEL = logging.INFO

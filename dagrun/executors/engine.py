@@ -36,6 +36,7 @@ import cloudpickle
 
 from .. import store
 from ..errors import StoreError, UsageError
+from ..settings import TUNING
 from ..store import Decoded
 from .base import (
     Batched,
@@ -52,7 +53,7 @@ from .base import (
 from .remote import Blob, CacheInput, Call, Report, versions
 from .worker import error_info
 
-_PREFETCH = 2  # tasks in flight per worker: one waits on the engine while one runs
+_PREFETCH = TUNING.engine_prefetch
 
 
 @dataclass

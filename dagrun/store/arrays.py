@@ -32,14 +32,15 @@ from typing import Any
 
 import numpy as np
 
+from ..settings import TUNING
 from . import segments
 from .config import ArrayPayload, Handle, SegmentRef, StoreConfig
 from .segments import PAGE
 
-PARALLEL_MIN = 16 << 20  # below this a single memcpy is as fast as threads
-CHUNK_MIN = 8 << 20
-RELEASE_MIN = 32 << 20  # from this size, an owned array's pages are freed as they are copied
-RELEASE_CHUNK = 16 << 20
+PARALLEL_MIN = TUNING.parallel_copy_min
+CHUNK_MIN = TUNING.copy_chunk_min
+RELEASE_MIN = TUNING.release_min
+RELEASE_CHUNK = TUNING.release_chunk
 _MADV_DONTNEED = 4
 
 _active: list[tuple[StoreConfig, str, bool]] = []

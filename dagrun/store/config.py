@@ -19,10 +19,12 @@ from typing import Any
 
 import numpy as np
 
-INLINE_MAX = 64 * 1024
+from ..settings import TUNING
+
+INLINE_MAX = TUNING.inline_max
 """Values (or array members) smaller than this travel pickled inside the handle."""
 
-HOLD_MIN = 256 << 20
+HOLD_MIN = TUNING.hold_min
 """Results at least this large may stay in their worker for a consumer that runs there."""
 
 

@@ -24,14 +24,15 @@ import os
 import secrets
 from pathlib import Path
 
+from ..settings import TUNING
 from . import segments
 from .config import Handle, SegmentRef, StoreConfig, process_start, segment_refs
 
-MAX_FREE = 16
-POOL_MAX = 256 << 20
+MAX_FREE = TUNING.max_free
+POOL_MAX = TUNING.pool_max
 """At most this much of released values waits for reuse: peak memory stays within the
 live set plus this."""
-RECYCLE_MAX = 32 << 20
+RECYCLE_MAX = TUNING.recycle_max
 """Larger segments are freed, not parked: a parked segment is memory held for the next
 value, and a large result that nobody else holds is copied into fresh pages as its own
 are freed (``arrays.copy_releasing``), one array's worth at a time."""

@@ -49,12 +49,13 @@ from typing import Any
 
 import numpy as np
 
+from ..settings import TUNING
 from .config import SegmentRef, StoreConfig
 from .errors import SegmentExistsError, SegmentMissingError, StoreError, StoreFull
 
 PAGE = mmap.PAGESIZE
-RESERVE = 1 << 20  # leave this much free in a directory after a new segment
-MAX_CACHED = 64
+RESERVE = TUNING.reserve
+MAX_CACHED = TUNING.max_cached_maps
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 _NOSPACE = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.ENOMEM}
 

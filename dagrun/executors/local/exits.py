@@ -14,12 +14,13 @@ import multiprocessing as mp
 import signal
 from collections.abc import Sequence
 
+from ...settings import TUNING
 from .. import oom
 from ..base import ErrorInfo
 
 # A worker asked to stop gets this long to exit before it is killed: enough to
 # run its resources' teardown, short enough that Ctrl-C still feels immediate.
-TERM_GRACE_S = 1.0
+TERM_GRACE_S = TUNING.term_grace_s
 
 
 def describe_exit(

@@ -16,11 +16,12 @@ from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
+from ...settings import TUNING
 from .. import capture
 from ..base import ErrorInfo, TaskMetrics, TaskOutcome, TaskSpec
 from .child import SKIPPED, WorkerInit, worker_main
 
-TAIL_LINES = 5  # last lines of a dead worker's output quoted in its task's error
+TAIL_LINES = TUNING.tail_lines
 RAW_READ = 1 << 16  # bytes read from a worker's fd 1/2 at a time
 # Imported once by the fork server so each forked worker starts with them loaded.
 PRELOAD = ("dagrun.executors.local.child", "dagrun.store", "numpy", "pyarrow")

@@ -16,6 +16,7 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from ...pipeline import ModuleSource
+from ...settings import TUNING
 from ...store import StoreConfig
 from .. import capture, oom
 from ..base import ErrorInfo, Event, Ref, Started, TaskLog, TaskMetrics, TaskOutcome, TaskSpec
@@ -26,12 +27,12 @@ from .handle import PRELOAD, Line, Worker, default_start_method
 from .placement import Limits, WorkerView, Writers, may_chain, may_queue, place
 
 # Tuning (to move into ``settings.Tuning``), each with the reason for its value:
-SAMPLE_EVERY_S = 0.5  # peak-memory samples of busy workers: cheap, and fine enough for a crash
-STARTUP_GRACE_S = 30.0  # a worker must finish its imports within this, task timeout or not
-PREFETCH = 2  # tasks a worker may hold: the running one and one queued behind it
-SHORT_TASK_S = 0.005  # only tasks typically shorter than this get one queued behind them
-NEAR_MIN = 1 << 20  # results from this size on pull their consumers to the worker that wrote them
-MESSAGES_PER_WAKE = 64  # a chatty worker cannot starve the others' pipes
+SAMPLE_EVERY_S = TUNING.sample_every_s
+STARTUP_GRACE_S = TUNING.startup_grace_s
+PREFETCH = TUNING.prefetch
+SHORT_TASK_S = TUNING.short_task_s
+NEAR_MIN = TUNING.near_min
+MESSAGES_PER_WAKE = TUNING.messages_per_wake
 
 
 class LocalExecutor(MachineValues):
