@@ -66,6 +66,7 @@ class Planner:
         self.queue: list[tuple[float, int, TaskSpec]] = []
         self.delayed: list[tuple[float, int, TaskSpec]] = []
         self.chained: dict[str, TaskSpec] = {}  # stage -> its task queued behind its input's
+        self._inline: dict[str, Any] = {}  # small mapped inputs, decoded once to be sliced
         self.errors: dict[str, ErrorInfo] = {}
         self.sequence = itertools.count()
         self.cache_look_at = 0.0  # when stages waiting on another run's entry are looked at
@@ -128,8 +129,34 @@ class Planner:
             keep = self._may_keep(key.stage)
             return TaskSpec(key, attempt, inputs, node.params, time.time(), timeout=timeout,
                             resources=node.resources, keep=keep, after=after, cache=target)
+        first = 0
+        assert node.map_input is not None and items is not None
+        sliced = self._inline_slice(node.inputs[node.map_input], items)
+        if sliced is not None:
+            inputs[node.map_input], first = sliced, items[0]
         return TaskSpec(key, attempt, inputs, node.params, time.time(), node.map_input, items,
-                        timeout, node.resources, options.concat)
+                        timeout, node.resources, options.concat, first=first)
+
+    def _inline_slice(self, upstream: str, items: tuple[int, int]) -> Any:
+        """Only the batch's own elements of a small mapped input that travels inside its handle.
+
+        Such an input is pickled into every task message, so without this a
+        map over N small elements would cost O(N²); it is decoded here once.
+        """
+        handle = self.ledger[upstream]
+        if type(getattr(handle, "payload", None)) is not bytes or handle.transport != "pickle":
+            return None
+        value = self._inline.get(upstream)
+        if value is None:
+            decoded = self.executor.read(handle, upstream)
+            value = self._inline[upstream] = decoded.value
+        try:
+            part = value[items[0]:items[1]]
+        except TypeError:
+            return None
+        from .store import encode
+
+        return encode(part, self.executor.config, upstream)
 
     def push(self, spec: TaskSpec, *, first: bool = False) -> None:
         rank = float("-inf") if first else -self.priority(spec.key.stage)

@@ -92,6 +92,7 @@ class TaskSpec:
     keep: bool = False  # a large result may stay in the worker for its one consumer
     after: TaskKey | None = None  # chained: runs next in the worker running this task
     cache: Any = None  # a ``cache.Target``: where the worker stores the result for later runs
+    first: int = 0  # the mapped input holds elements [first, ...): only this batch's slice
 
 
     def resolved(self, handle: Handle) -> TaskSpec:

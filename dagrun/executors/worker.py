@@ -150,7 +150,7 @@ def _run_batch(func: Callable[..., Any], kwargs: dict[str, Any], spec: TaskSpec)
     assert spec.map_input is not None and spec.items is not None
     start, stop = spec.items
     value = kwargs[spec.map_input]
-    rows = row_chunk(value, start, stop)
+    rows = row_chunk(value, start - spec.first, stop - spec.first)
     if rows is not None:
         kwargs[spec.map_input] = rows
         try:
@@ -158,7 +158,7 @@ def _run_batch(func: Callable[..., Any], kwargs: dict[str, Any], spec: TaskSpec)
         except Exception as exc:
             exc.add_note(f"while mapping rows {start}..{stop - 1} of {spec.map_input!r}")
             raise
-    elements = value[start:stop]
+    elements = value[start - spec.first : stop - spec.first]
     results = []
     for offset in range(stop - start):
         kwargs[spec.map_input] = elements[offset]
