@@ -194,7 +194,7 @@ class RunOptions:
         if method not in START_METHODS:
             msg = f"unknown start method {method!r}; choose one of: {', '.join(START_METHODS)}"
             raise UsageError(msg)
-        workers = args.get("workers") or usable_cpus()
+        workers = args["workers"] if "workers" in args else usable_cpus()
         _at_least("workers", workers, 1)
         log_format = args.get("log_format", "console")
         if log_format not in LOG_FORMATS:
@@ -308,3 +308,35 @@ def _positive(what: str, value: float) -> None:
     if not value > 0:
         msg = f"{what} must be greater than zero, got {value!r}"
         raise UsageError(msg)
+
+
+ENVIRONMENT = (
+    ("DAGRUN_STATE_DIR", "state directory (runs, locks, cache) when --state-dir is not given"),
+    ("DAGRUN_CACHE_DIR", "cache directory when --cache-dir is not given"),
+    ("DAGRUN_SHM_DIR", "where shared-memory segments live (default /dev/shm)"),
+    ("DAGRUN_HOLD_MIN", "bytes from which a result may stay in its worker (`off`: never)"),
+    ("DAGRUN_DEBUG", "show dagrun's own traceback for an internal error"),
+)
+
+
+def settings_table() -> str:
+    """The README's settings section body: every environment variable and tuning number."""
+    import inspect
+
+    lines = ["| variable | what it sets |", "|---|---|"]
+    lines += [f"| `{name}` | {what} |" for name, what in ENVIRONMENT]
+    lines += ["", "| tuning number | default | why this value |", "|---|---|---|"]
+    source = inspect.getsource(Tuning).splitlines()
+    reason: list[str] = []
+    for line in source:
+        text = line.strip()
+        if text.startswith("# --"):
+            reason = []
+        elif text.startswith("#"):
+            reason.append(text.lstrip("# "))
+        elif ":" in text and "=" in text and not text.startswith(('"', "'")):
+            name = text.split(":", 1)[0]
+            default = text.split("=", 1)[1].strip()
+            lines.append(f"| `{name}` | `{default}` | {' '.join(reason)} |")
+            reason = []
+    return "\n".join(lines)
