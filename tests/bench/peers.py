@@ -439,14 +439,18 @@ class Dagrun(Peer):
             return "in-place variant of the array workloads only"
         return None
 
+    def executor_options(self) -> dict[str, Any]:
+        """How ``dagrun.run`` reaches its executor (the local pool here)."""
+        return {"executor": "local"}
+
     def run(self, dag: Dag) -> dict[str, Any]:
         pipeline = self.stages.to_pipeline(dag, in_place=self.in_place)
         with self.dagrun.run(
             pipeline,
             workers=self.workers,
-            executor="local",
             state_dir=self.state.name,
             log_format="json",
+            **self.executor_options(),
             **self.extra,
         ) as result:
             if result.status != "succeeded":
@@ -508,6 +512,63 @@ class DagrunBase(Dagrun):
         return super().__enter__()
 
 
+class DagrunDask(Dagrun):
+    """dagrun's ``dask`` executor on a LocalCluster started once (as ``dask-cluster`` is).
+
+    Beside ``dask-cluster`` (the same engine driven by hand with ``client.get``)
+    it measures what dagrun's executor adds over hand-written engine code.
+    """
+
+    name = "dagrun-dask"
+
+    def __enter__(self) -> Dagrun:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError as exc:
+            raise Unavailable(f"dask[distributed] not installed ({exc})") from exc
+        self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
+                                    processes=True, dashboard_address=":0")
+        self.client = Client(self.cluster, set_as_default=False)
+        return super().__enter__()
+
+    def executor_options(self) -> dict[str, Any]:
+        return {"executor": "dask", "address": self.client}
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        self.client.close()
+        self.cluster.close()
+
+    def unsupported(self, dag: Dag, kind: str) -> str | None:
+        return None if kind in ("overhead", "parallel", "handoff") else "engine peers: DAGs only"
+
+
+class DagrunRay(Dagrun):
+    """dagrun's ``ray`` executor in a Ray session started once (as ``ray`` is)."""
+
+    name = "dagrun-ray"
+
+    def __enter__(self) -> Dagrun:
+        try:
+            import ray
+        except ImportError as exc:
+            raise Unavailable(f"ray not installed ({exc})") from exc
+        self.ray = ray
+        ray.init(num_cpus=self.workers, include_dashboard=False, logging_level="ERROR",
+                 log_to_driver=False)
+        return super().__enter__()
+
+    def executor_options(self) -> dict[str, Any]:
+        return {"executor": "ray"}
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        self.ray.shutdown()
+
+    def unsupported(self, dag: Dag, kind: str) -> str | None:
+        return None if kind in ("overhead", "parallel", "handoff") else "engine peers: DAGs only"
+
+
 def run_options(run: Callable[..., Any]) -> dict[str, Any]:
     """Extra keyword arguments for ``dagrun.run``: turn the cache off where it can be."""
     import inspect
@@ -536,6 +597,8 @@ PEERS: dict[str, type[Peer]] = {
         DagrunEmpty,
         DagrunShm,
         DagrunBase,
+        DagrunDask,
+        DagrunRay,
         SeedPool,
         Executor,
         NaiveShm,
