@@ -227,30 +227,46 @@ class Planner:
 
     # -- chaining ----------------------------------------------------------
     def chain_after(self, spec: TaskSpec) -> None:
-        """Queue the consumer that only this task holds back right behind it, in its worker."""
-        if spec.key.batch is not None or self.scheduler.stopped:
-            return
-        name = spec.key.stage
-        user = policies.chain_consumer(name, [
-            c for c in self._consumers(name) if c.name in self.scheduler.waiting
-        ])
-        if user is None or self._shared_input_bytes(name) >= self.tuning.chain_inputs_max:
-            return
-        if self.cache is not None and not self.cache.claim(user):
-            return  # it comes from the cache, or another run makes it: decided when ready
-        follow = self.task(TaskKey(user), after=spec.key)
-        if self.executor.chain(follow):
+        """Queue the consumer that only this task holds back right behind it, in its worker.
+
+        An engine that takes a task before its input exists (``chains``) gets
+        the whole run of such consumers at once, link after link.
+        """
+        ahead = getattr(self.executor, "chains", False)
+        while spec.key.batch is None and not self.scheduler.stopped:
+            name = spec.key.stage
+            user = policies.chain_consumer(name, [
+                c for c in self._consumers(name)
+                if c.name in self.scheduler.waiting and c.name not in self.chained
+            ])
+            if user is None or self._shared_input_bytes(name) >= self.tuning.chain_inputs_max:
+                return
+            if self.cache is not None and not self.cache.claim(user):
+                return  # it comes from the cache, or another run makes it: decided when ready
+            follow = self.task(TaskKey(user), after=spec.key)
+            if not self.executor.chain(follow):
+                return
             self.chained[user] = follow
+            if not ahead:
+                return
+            spec = follow
 
     def unchain(self, key: TaskKey) -> None:
-        """``key`` failed: the consumers chained behind it will not run there."""
-        for user in [u for u, s in self.chained.items() if s.after == key]:
-            del self.chained[user]  # its worker skips it; planned again if ``key`` is retried
+        """``key`` failed: what was chained behind it (and behind those) will not run there."""
+        stages = {key.stage}
+        while True:
+            users = [u for u, s in self.chained.items() if s.after is not None
+                     and s.after.stage in stages]
+            if not users:
+                return
+            for user in users:
+                del self.chained[user]  # planned again once its input exists
+                stages.add(user)
 
     def _shared_input_bytes(self, name: str) -> int:
         return sum(
             h.nbytes
-            for u in self.graph.nodes[name].inputs.values()
+            for u in self.graph.nodes[name].inputs.values() if u in self.ledger
             for h in output_handles(self.ledger[u])
             if h.transport != HELD
         )

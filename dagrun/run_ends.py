@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from .errors import DagrunError, Interrupted, StageFailed, StageTimeout, WorkerCrashed
-from .executors.base import ErrorInfo
+from .executors.base import ErrorInfo, output_handles
 from .graph import Graph
 from .result import RunResult
 from .scheduler import TaskKey
@@ -75,6 +75,7 @@ def _as(annotation: Any, moment: date | datetime) -> Any:
 
 def emit_start(run: _Run) -> None:
     graph = run.graph
+    selected = set(graph.selected)
     try:
         from .params import mask_params
 
@@ -89,12 +90,11 @@ def emit_start(run: _Run) -> None:
         executor=run.options.executor,
         start_method=run.options.start_method if run.options.executor == "local" else None,
         targets=list(graph.targets),
-        edges=[[u, v] for u, v in graph.dag.edges if u in graph.selected],
+        edges=[[u, v] for u, v in graph.dag.edges if u in selected],
         params=params,
         run_date=run.run_date.isoformat() if run.run_date is not None else None,
         driver_pid=os.getpid(),
     )
-    selected = set(graph.selected)
     for name in graph.order:
         if name not in selected:
             run.report.skip(name, "not_selected")
@@ -106,6 +106,10 @@ def finish_result(run: _Run, status: str, stop: BaseException | None, wall: floa
     values: dict[str, Any] = {}
     opened: list[Any] = []
     if stop is None:
+        prefetch = getattr(run.exe, "prefetch", None)
+        if prefetch is not None:  # one round trip for every requested output
+            prefetch([r for name in run.graph.targets if name in ledger
+                      for r in output_handles(ledger[name])])
         for name in run.graph.targets:
             if name not in ledger:
                 continue

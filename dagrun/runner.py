@@ -191,6 +191,8 @@ class _Run:
             worker = self.exe.submit(spec)
             if worker is not None:  # else queued in a worker: ``Started`` comes later
                 self._on_started(spec, worker, None)
+            elif getattr(self.exe, "chains", False):  # an engine: chain ahead of the start
+                plan.chain_after(spec)
 
     def _on_started(self, spec: TaskSpec, worker: int | str, host: str | None) -> None:
         if spec.after is not None:  # chained: its stage became ready just now

@@ -229,3 +229,20 @@ def test_ctrl_c_cancels_and_closes_the_cluster():
     code, out, seconds = interrupt("dask", 2.0)
     assert code == 130 and out.startswith("stopped 0"), out
     assert seconds < 20
+
+
+def test_a_chain_whose_link_is_retried_runs_each_later_link_once(tmp_path):
+    """Links handed to Dask ahead of their inputs wait for a failed link's retry, and run once."""
+    import json
+
+    import dagrun
+
+    with dagrun.run(str(ROOT / "tests" / "resources" / "chain_retry.py"), executor="dask",
+                    workers=2, state_dir=tmp_path, log_format="none", no_cache=True,
+                    params={"marker": str(tmp_path / "marker")}) as result:
+        assert result.ok and result["fourth"] == 30
+        events = [json.loads(x) for x in result.events_path.read_text().splitlines()]
+    finished = [e["stage"] for e in events if e["event"] == "task_finished"]
+    assert sorted(finished) == ["first", "fourth", "second", "third"]
+    failed = [e for e in events if e["event"] == "task_failed"]
+    assert [(e["stage"], e["attempt"]) for e in failed] == [("second", 1)]

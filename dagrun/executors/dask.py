@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import operator
 import os
+import pickle
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -68,6 +68,8 @@ def worker_address() -> str:
 class DaskExecutor(EngineExecutor):
     """Runs each task on a Dask distributed cluster; values stay on the workers."""
 
+    chains = True  # a chained task gets its input's future: the engine runs it when ready
+
     name = "dask"
     unbox = True
     cancel_note = (
@@ -81,6 +83,10 @@ class DaskExecutor(EngineExecutor):
         self._own_client = False
         self._pids: list[int] = []
         self.client = self._connect(context.address, context.workers)
+        self._arrived: dict[str, bytes] = {}
+        self._fetched: dict[str, Any] = {}
+        self.topic = f"dagrun-{self.run_id}"
+        self.client.subscribe_topic(self.topic, self._on_report)
         try:
             workers = self.client.scheduler_info(n_workers=-1)["workers"]
             self.workers = max(1, sum(w.get("nthreads", 1) for w in workers.values()))
@@ -127,26 +133,36 @@ class DaskExecutor(EngineExecutor):
     def _launch(self, key: str, call: Call, args: list[Any]) -> tuple[Any, Any]:
         need = self._needs.get(call.spec.key.stage) or None
         pair = self.client.submit(run_task, call, *args, key=key, pure=False, resources=need)
-        meta = self.client.submit(operator.getitem, pair, 1, key=f"{key}-report", pure=False)
-        return pair, meta
+        return pair, pair
 
     def _when_done(self, meta: Any, callback: Callable[..., None]) -> None:
-        meta.add_done_callback(callback)
+        # A finished task's report arrives as an event (``_on_report``); only an engine
+        # failure (a lost worker, a cancellation) is learnt from the future itself.
+        meta.add_done_callback(lambda fut: None if fut.status == "finished" else callback())
+
+    def _on_report(self, event: tuple[float, Any]) -> None:
+        key, blob = event[1]
+        self._arrived[key] = blob
+        self._notify(key)
 
     def _reports(self, metas: list[Any]) -> list[Report | BaseException]:
-        # One gather for every report that is in: a result() each is a round trip each.
-        got = iter(self.client.gather([m for m in metas if m.status == "finished"]))
         out: list[Report | BaseException] = []
         for meta in metas:
-            if meta.status == "finished":
-                out.append(next(got))
-            else:
-                try:
-                    out.append(meta.result())
-                except BaseException as exc:  # noqa: BLE001 - the caller tells what it was
-                    out.append(exc)
-            meta.release()
+            blob = self._arrived.pop(meta.key, None)
+            if blob is not None:
+                out.append(pickle.loads(blob))
+                continue
+            try:
+                out.append(meta.result()[1])
+            except BaseException as exc:  # noqa: BLE001 - the caller tells what it was
+                out.append(exc)
         return out
+
+    def prefetch(self, refs: list[Any]) -> None:
+        """Bring several requested outputs over in one round trip."""
+        holders = [self._values[r.key] for r in refs if getattr(r, "key", None) in self._values]
+        for holder, pair in zip(holders, self.client.gather(holders), strict=True):
+            self._fetched[holder.key] = pair[0]
 
     def _crash(self, exc: BaseException) -> str | None:
         if isinstance(exc, KilledWorker):
@@ -159,6 +175,8 @@ class DaskExecutor(EngineExecutor):
         self.client.cancel(objs, force=True)
 
     def _fetch(self, holder: Any) -> Any:
+        if holder.key in self._fetched:
+            return self._fetched.pop(holder.key)
         return holder.result()[0]
 
     def _drop(self, holder: Any) -> None:

@@ -3,7 +3,7 @@
 State, all keyed by the task's engine key (``task_key``: run id, stage,
 batch, attempt; also the ``RemoteRef.key`` of its result):
 
-    _running   key -> _Task(spec, holder, meta, deadline): submitted, no outcome yet, in
+    _running   key -> _Task(key, spec, holder, meta, deadline): submitted, no outcome yet, in
                submission order; up to two per worker (one waits on the engine), the
                oldest ``workers`` of them count as running (their timeout clock runs)
     _values    key -> holder: results the runner still references (``release`` drops one)
@@ -36,13 +36,13 @@ import cloudpickle
 
 from .. import store
 from ..errors import StoreError, UsageError
-from ..settings import TUNING
 from ..store import Decoded
 from .base import (
     Batched,
     ErrorInfo,
     Event,
     ExecutorContext,
+    Pending,
     RemoteRef,
     Started,
     TaskLog,
@@ -53,11 +53,12 @@ from .base import (
 from .remote import Blob, CacheInput, Call, Report, versions
 from .worker import error_info
 
-_PREFETCH = TUNING.engine_prefetch
+_PREFETCH = 64
 
 
 @dataclass
 class _Task:
+    key: str  # the engine's key
     spec: TaskSpec
     holder: Any  # the engine's object behind the value
     meta: Any  # the engine's object behind the Report
@@ -86,6 +87,7 @@ class EngineExecutor:
         self._resources = {n: Blob.of(f) for n, f in context.resources.items()}
         self._running: dict[str, _Task] = {}
         self._values: dict[str, Any] = {}
+        self._launched: set[str] = set()  # every key handed to the engine this run
         self._done: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._pipe = os.pipe()
         for fd in self._pipe:
@@ -94,40 +96,72 @@ class EngineExecutor:
         self._closed = False
 
     # -- protocol --------------------------------------------------------
+    topic: str | None = None  # where workers publish reports, on engines that can
+    chains = False  # may hand a task over before its input exists (see ``chain``)
+
     def free_slots(self) -> int:
         return max(0, self.workers * _PREFETCH - len(self._running))
 
     def chain(self, spec: TaskSpec) -> bool:
-        return False  # the engine places tasks itself
+        """Hand ``spec`` over now, its pending input the future of the task before it.
+
+        Only engines that pass a failed task's report along (``chains``): the
+        chained task then does not run, and nothing of it is reported.
+        """
+        if not self.chains:
+            return False
+        # The latest launch: an earlier one of the same task may still await its skipped report.
+        before = next((t for t in reversed(self._running.values()) if t.spec.key == spec.after),
+                      None)
+        if before is None:
+            return False
+        try:
+            self._launch_spec(spec, before.holder)
+        except Exception:  # noqa: BLE001 - planned again, the ordinary way, when it is ready
+            return False
+        return True
 
     def submit(self, spec: TaskSpec) -> int | str | None:
-        key = task_key(self.run_id, spec)
-        stage = spec.key.stage
         try:
-            args: list[Any] = []
-            layout = []
-            for param, output in spec.inputs.items():
-                refs = output.handles if isinstance(output, Batched) else (output,)
-                args.extend(self._holder(ref, stage) for ref in refs)
-                layout.append((param, len(refs), isinstance(output, Batched),
-                               isinstance(output, Batched) and output.concat))
-            if stage not in self._blobs:
-                self._blobs[stage] = Blob.of(self.context.funcs[stage])
-            wanted = set(spec.resources.values())
-            call = Call(self.run_id, replace(spec, inputs={}), self._blobs[stage],
-                        tuple((n, b) for n, b in self._resources.items() if n in wanted),
-                        tuple(layout), self.unbox, self._where(), tuple(self.context.sources))
-            holder, meta = self._launch(key, call, args)
+            self._launch_spec(spec, None)
         except Exception as exc:  # noqa: BLE001 - e.g. a parameter that does not pickle
-            exc.add_note(f"while handing stage {stage!r} to {self.name}")
-            info = error_info(exc, stage)
+            exc.add_note(f"while handing stage {spec.key.stage!r} to {self.name}")
+            info = error_info(exc, spec.key.stage)
             self._events.append(TaskOutcome(spec.key, spec.attempt, None, info,
                                             TaskMetrics(os.getpid())))
             return os.getpid()
-        self._running[key] = _Task(spec, holder, meta, None)
+        return None
+
+    def _launch_spec(self, spec: TaskSpec, pending: Any) -> None:
+        key = task_key(self.run_id, spec)
+        if pending is not None or key in self._launched:
+            # A link chained again after its input's retry is a new task for the engine:
+            # the old key may still name the first chaining's dropped result.
+            key = f"{key}-{len(self._launched)}"
+        self._launched.add(key)
+        stage = spec.key.stage
+        args: list[Any] = []
+        layout = []
+        for param, output in spec.inputs.items():
+            if isinstance(output, Pending):
+                args.append(pending)
+                layout.append((param, 1, False, False))
+                continue
+            refs = output.handles if isinstance(output, Batched) else (output,)
+            args.extend(self._holder(ref, stage) for ref in refs)
+            layout.append((param, len(refs), isinstance(output, Batched),
+                           isinstance(output, Batched) and output.concat))
+        if stage not in self._blobs:
+            self._blobs[stage] = Blob.of(self.context.funcs[stage])
+        wanted = set(spec.resources.values())
+        call = Call(self.run_id, replace(spec, inputs={}), self._blobs[stage],
+                    tuple((n, b) for n, b in self._resources.items() if n in wanted),
+                    tuple(layout), self.unbox, self._where(), tuple(self.context.sources),
+                    key, self.topic)
+        holder, meta = self._launch(key, call, args)
+        self._running[key] = _Task(key, spec, holder, meta, None)
         self._start_clocks()
         self._when_done(meta, lambda *_: self._notify(key))
-        return None
 
     def wait(self, timeout: float | None, wake: int | None = None) -> list[Event]:
         if not self._events and self._done.empty():
@@ -263,6 +297,9 @@ class EngineExecutor:
             self._events.append(TaskOutcome(spec.key, spec.attempt, None, info,
                                             TaskMetrics(os.getpid())))
             return
+        if report.error is not None and report.error.kind == "skipped":
+            self._drop(task.holder)  # chained behind a task that failed: it did not run
+            return
         metrics = replace(report.metrics, transport=self.name)
         worker = metrics.worker or str(metrics.worker_pid)
         self._events.append(Started(spec, worker, metrics.host))
@@ -270,7 +307,7 @@ class EngineExecutor:
                             for stream, level, text in report.logs)
         handle = None
         if report.error is None:
-            key = task_key(self.run_id, spec)
+            key = task.key
             handle = RemoteRef(key, self.name, report.nbytes, report.length)
             self._values[key] = task.holder
         else:

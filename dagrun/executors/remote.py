@@ -82,6 +82,8 @@ class Call:
     unbox: bool  # arguments are (value, Report) pairs (Dask) rather than values (Ray)
     where: Callable[[], str]  # the engine's name for the worker running this
     sources: tuple[Any, ...] = ()  # ModuleSource of the pipeline: imported where it exists
+    key: str = ""  # the engine's key of this task
+    topic: str | None = None  # Dask: the report is also published here (no fetch needed)
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,11 @@ _imported: dict[str, bool] = {}  # run id -> whether the pipeline imported here
 
 def run_task(call: Call, *args: Any) -> tuple[Any, Report]:
     """Run one stage (or batch) on an engine worker; never raises for what the stage does."""
+    if call.unbox and any(isinstance(a, tuple) and isinstance(a[1], Report)
+                          and a[1].error is not None for a in args):
+        # Chained behind a task that failed: it does not run (the driver drops this report).
+        skipped = ErrorInfo("skipped", "Skipped", "an input's task failed")
+        return None, Report(0, None, TaskMetrics(worker_pid=os.getpid()), (), skipped)
     spec = call.spec
     stage = spec.key.stage
     started_at = time.time()
@@ -164,7 +171,22 @@ def run_task(call: Call, *args: Any) -> tuple[Any, Report]:
         worker=worker,
         host=socket.gethostname(),
     )
-    return value, Report(nbytes, length, metrics, tuple(lines), error)
+    report = Report(nbytes, length, metrics, tuple(lines), error)
+    if call.topic is not None:
+        _publish(call.topic, call.key, report)
+    return value, report
+
+
+def _publish(topic: str, key: str, report: Report) -> None:
+    """Send the report to the driver through the Dask scheduler's event stream.
+
+    The driver learns of the task's end and reads its report in one message,
+    instead of a round trip to fetch it; a task that dies never publishes,
+    and its future's error tells the driver instead.
+    """
+    from distributed import get_worker
+
+    get_worker().log_event(topic, [key, pickle.dumps(report)])
 
 
 def _function(call: Call) -> Callable[..., Any]:
