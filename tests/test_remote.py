@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from dagrun.executors.base import Batched, ErrorInfo, Event, TaskOutcome, TaskSpec
-from dagrun.executors.engine import check_feasible, check_versions, demand, task_key
+from dagrun.executors.engine import task_key
+from dagrun.executors.engine_checks import check_feasible, check_versions, demand
 from dagrun.executors.remote import Blob, Call, nbytes_of, run_task, versions
 from dagrun.graph import build_graph
 from dagrun.loader import load

@@ -45,7 +45,8 @@ from distributed.scheduler import KilledWorker
 
 from ..errors import UsageError
 from .base import ExecutorContext
-from .engine import EngineExecutor, check_feasible, check_versions, demand
+from .engine import EngineExecutor
+from .engine_checks import check_feasible, check_versions, demand
 from .remote import Call, Report, close_resources, run_task, versions
 
 _CONNECT_TIMEOUT_S = 30  # reaching a scheduler, and waiting for its first worker
@@ -84,7 +85,6 @@ class DaskExecutor(EngineExecutor):
         self._pids: list[int] = []
         self.client = self._connect(context.address, context.workers)
         self._arrived: dict[str, bytes] = {}
-        self._fetched: dict[str, Any] = {}
         self.topic = f"dagrun-{self.run_id}"
         self.client.subscribe_topic(self.topic, self._on_report)
         try:
@@ -158,11 +158,8 @@ class DaskExecutor(EngineExecutor):
                 out.append(exc)
         return out
 
-    def prefetch(self, refs: list[Any]) -> None:
-        """Bring several requested outputs over in one round trip."""
-        holders = [self._values[r.key] for r in refs if getattr(r, "key", None) in self._values]
-        for holder, pair in zip(holders, self.client.gather(holders), strict=True):
-            self._fetched[holder.key] = pair[0]
+    def _fetch_many(self, holders: list[Any]) -> list[Any]:
+        return [pair[0] for pair in self.client.gather(holders)]
 
     def _crash(self, exc: BaseException) -> str | None:
         if isinstance(exc, KilledWorker):
@@ -175,8 +172,6 @@ class DaskExecutor(EngineExecutor):
         self.client.cancel(objs, force=True)
 
     def _fetch(self, holder: Any) -> Any:
-        if holder.key in self._fetched:
-            return self._fetched.pop(holder.key)
         return holder.result()[0]
 
     def _drop(self, holder: Any) -> None:

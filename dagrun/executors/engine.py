@@ -25,17 +25,14 @@ import itertools
 import os
 import queue
 import select
-import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
-import cloudpickle
-
 from .. import store
-from ..errors import StoreError, UsageError
+from ..errors import StoreError
+from ..settings import TUNING
 from ..store import Decoded
 from .base import (
     Batched,
@@ -50,10 +47,11 @@ from .base import (
     TaskOutcome,
     TaskSpec,
 )
-from .remote import Blob, CacheInput, Call, Report, versions
+from .engine_checks import pickle_by_value
+from .remote import Blob, CacheInput, Call, Report
 from .worker import error_info
 
-_PREFETCH = 64
+_PREFETCH = TUNING.engine_prefetch
 
 
 @dataclass
@@ -88,6 +86,7 @@ class EngineExecutor:
         self._running: dict[str, _Task] = {}
         self._values: dict[str, Any] = {}
         self._launched: set[str] = set()  # every key handed to the engine this run
+        self._fetched: dict[str, Any] = {}  # requested outputs brought over by ``prefetch``
         self._done: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._pipe = os.pipe()
         for fd in self._pipe:
@@ -180,10 +179,19 @@ class EngineExecutor:
     def read(self, ref: Any, stage: str) -> Decoded:
         if not isinstance(ref, RemoteRef):
             return store.decode(ref, self.context.config, stage)
+        if ref.key in self._fetched:
+            return Decoded(self._fetched.pop(ref.key))
         if ref.key not in self._values:
             msg = f"the result of stage {stage!r} is no longer held by {self.name}"
             raise StoreError(msg)
         return Decoded(self._fetch(self._values[ref.key]))
+
+    def prefetch(self, refs: list[Any]) -> None:
+        """Bring several requested outputs over in one round trip (``read`` then has them)."""
+        keys = [r.key for r in refs if getattr(r, "key", None) in self._values]
+        if keys:
+            values = self._fetch_many([self._values[k] for k in keys])
+            self._fetched.update(zip(keys, values, strict=True))
 
     def notice(self, ref: Any) -> str | None:
         return None  # the engine keeps values; dagrun's shared memory is not used
@@ -358,65 +366,11 @@ class EngineExecutor:
     def _everywhere(self, func: Callable[..., bool], *args: Any) -> bool:
         raise NotImplementedError
 
+    def _fetch_many(self, holders: list[Any]) -> list[Any]:
+        return [self._fetch(h) for h in holders]
+
     def _put(self, value: Any) -> Any:
         raise NotImplementedError
 
     def _stop(self) -> None:
         raise NotImplementedError
-
-
-def check_versions(engine: str, found: Mapping[str, Mapping[str, str]]) -> None:
-    """Raise a ``UsageError`` naming every worker whose versions differ from the driver's."""
-    mine = versions()
-    problems = [
-        f"{worker}: " + ", ".join(f"{k} {v.get(k)} (driver {mine[k]})" for k in mine
-                                  if v.get(k) != mine[k])
-        for worker, v in sorted(found.items()) if any(v.get(k) != mine[k] for k in mine)
-    ]
-    if problems:
-        msg = (f"the {engine} workers run other versions than this driver: "
-               f"{'; '.join(problems)}; install the same Python, dagrun, numpy and pyarrow "
-               f"versions on the workers and the driver")
-        raise UsageError(msg)
-
-
-def demand(options: Any) -> dict[str, float]:
-    """What a stage declared it needs, as engine resource amounts; empty when nothing was."""
-    wanted = {"CPU": options.cpus if options.cpus != 1.0 else 0.0, "GPU": options.gpus,
-              "MEMORY": float(options.memory or 0), **dict(options.resources)}
-    return {k: float(v) for k, v in wanted.items() if v}
-
-
-def check_feasible(engine: str, needs: Mapping[str, Mapping[str, float]],
-                   workers: Mapping[str, Mapping[str, float]], hint: str) -> None:
-    """Raise a ``UsageError`` for each stage that no worker can ever satisfy."""
-    problems = []
-    for stage, need in sorted(needs.items()):
-        if need and not any(all(have.get(k, 0) >= v for k, v in need.items())
-                            for have in workers.values()):
-            asked = ", ".join(f"{k}={v:g}" for k, v in need.items())
-            problems.append(f"stage {stage!r} needs {asked}")
-    if problems:
-        offered = "; ".join(f"{w}: {dict(r) or 'nothing'}" for w, r in sorted(workers.items()))
-        msg = (f"no {engine} worker can ever run these stages: {'; '.join(problems)} "
-               f"(workers offer {offered or 'nothing: there are no workers'}); {hint}")
-        raise UsageError(msg)
-
-
-def pickle_by_value(sources: Sequence[Any]) -> None:
-    """Ship the pipeline's module, and modules beside it, by value to the engine's workers."""
-    for source in sources:
-        module = sys.modules.get(source.module)
-        if module is None or getattr(module, "__file__", None) is None:
-            continue
-        top = sys.modules.get(source.module.split(".")[0], module)
-        folder = Path(top.__file__ or "").resolve().parent
-        for name, other in list(sys.modules.items()):
-            path = getattr(other, "__file__", None)
-            if path and _local(Path(path).resolve(), folder) and name.split(".")[0] != "dagrun":
-                with contextlib.suppress(ValueError):
-                    cloudpickle.register_pickle_by_value(other)
-
-
-def _local(path: Path, folder: Path) -> bool:
-    return path.is_relative_to(folder) and "site-packages" not in path.parts

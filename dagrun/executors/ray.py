@@ -36,7 +36,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..errors import UsageError
 from .base import ExecutorContext
-from .engine import EngineExecutor, check_feasible, check_versions, demand
+from .engine import EngineExecutor
+from .engine_checks import check_feasible, check_versions, demand
 from .remote import Call, Report, run_task, versions
 
 # Ray's ways of saying that the process or node running a task is gone.
@@ -129,6 +130,10 @@ class RayExecutor(EngineExecutor):
         meta.future().add_done_callback(callback)
 
     def _reports(self, metas: list[Any]) -> list[Report | BaseException]:
+        try:  # one call for every report that is in; one by one only if one of them failed
+            return list(ray.get(metas))
+        except BaseException:  # noqa: BLE001 - the failing ones are told apart below
+            pass
         out: list[Report | BaseException] = []
         for meta in metas:
             try:
@@ -136,6 +141,9 @@ class RayExecutor(EngineExecutor):
             except BaseException as exc:  # noqa: BLE001 - the caller tells what it was
                 out.append(exc)
         return out
+
+    def _fetch_many(self, holders: list[Any]) -> list[Any]:
+        return list(ray.get(holders))
 
     def _crash(self, exc: BaseException) -> str | None:
         if isinstance(exc, _LOST):

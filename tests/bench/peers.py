@@ -577,7 +577,8 @@ def run_options(run: Callable[..., Any]) -> dict[str, Any]:
         params = inspect.signature(run).parameters
     except (TypeError, ValueError):
         return {}
-    if "no_cache" in params:
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if "no_cache" in params or takes_any:
         return {"no_cache": True}
     if "cache" in params:
         return {"cache": False}
