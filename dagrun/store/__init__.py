@@ -26,11 +26,12 @@ Data flow (one value, producer worker -> consumer worker, driver owns lifetimes)
     consumer: decode ──▶ mmap PROT_READ ──▶ read-only numpy view / zero-copy Arrow table
     end of run: Store.close ──▶ every <prefix>* in shm_dir and spill_dir removed
 
-Modules: ``config`` (values, names), ``segments`` (files, mappings, locks,
-the free pool), ``arrays`` (numpy, ``empty``), ``arrow`` (IPC files,
-pandas/polars), ``codec`` (choosing a transport, containers), ``lifecycle``
-(``Store``, ``clean_orphans``), ``held`` (results kept in their worker),
-``bench`` (handoff timing helper).
+Modules: ``config`` (values, names), ``segments`` (mappings, locks, the free
+pool), ``files`` (room, private directories, freeing), ``arrays`` (numpy,
+``empty``), ``arrow`` (IPC files, pandas/polars), ``codec`` (choosing a
+transport, containers), ``lifecycle`` (``Store``, ``clean_orphans``),
+``held`` (results kept in their worker). The handoff timing helper lives
+with the benchmarks (``tests/bench/store_handoff.py``).
 
 Contract for callers: a decoded value is valid until ``Decoded.close()``;
 drop your own references to it before (or soon after) that call, so the

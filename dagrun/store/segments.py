@@ -52,9 +52,16 @@ import numpy as np
 from ..settings import TUNING
 from .config import SegmentRef, StoreConfig
 from .errors import SegmentExistsError, SegmentMissingError, StoreError, StoreFull
+from .files import (  # noqa: E402,F401
+    ensure_private_dir,
+    free_name,
+    has_room,
+    parse_free_size,
+    remove,
+    retire,
+)
 
 PAGE = mmap.PAGESIZE
-RESERVE = TUNING.reserve
 MAX_CACHED = TUNING.max_cached_maps
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 _NOSPACE = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.ENOMEM}
@@ -215,23 +222,6 @@ def round_up(nbytes: int) -> int:
     return max(PAGE, -(-nbytes // PAGE) * PAGE)
 
 
-def has_room(directory: str, size: int) -> bool:
-    """Whether ``directory`` exists and has ``size`` bytes free beyond a small reserve."""
-    try:
-        st = os.statvfs(directory)
-    except OSError:
-        return False
-    return st.f_bavail * st.f_frsize >= size + RESERVE
-
-
-def ensure_private_dir(directory: str) -> None:
-    """Create ``directory`` (0700) if needed; tighten it to 0700 if it is ours."""
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    st = os.stat(directory)
-    if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(directory, 0o700)
-
-
 def fallback_reason(config: StoreConfig, size: int = 0) -> str | None:
     """Why a value of ``size`` bytes cannot go to ``shm_dir`` (None when it can)."""
     if not os.path.isdir(config.shm_dir):
@@ -302,7 +292,8 @@ def _fresh(
         entry = Mapping(fd, size, True, st, config.prefix, populate=not lazy)
     except OSError as exc:
         os.close(fd)
-        _unlink(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
         if exc.errno in _NOSPACE:
             return None
         msg = f"stage {stage!r}: cannot create segment {path}: {exc}"
@@ -360,19 +351,6 @@ def _claim(config: StoreConfig, directory: str, size: int, name: str) -> Mapping
     return None
 
 
-def free_name(prefix: str, seq: int, size: int) -> str:
-    """The name under which a released segment waits in the free pool."""
-    return f"{prefix}f-{seq:012d}-{size}-{secrets.token_hex(8)}"
-
-
-def parse_free_size(rest: str) -> int:
-    """The size encoded in a free-pool name (after its ``f-`` mark); -1 if malformed."""
-    try:
-        return int(rest.split("-")[1])
-    except (IndexError, ValueError):
-        return -1
-
-
 def open_read(config: StoreConfig, ref: SegmentRef, stage: str) -> np.ndarray:
     """A read-only uint8 view of a whole segment, holding its lock while it lives."""
     sweep()
@@ -396,65 +374,6 @@ def open_read(config: StoreConfig, ref: SegmentRef, stage: str) -> np.ndarray:
         return entry.root(read_only=True)
     finally:
         entry.unhold()  # ``root`` took its own hold
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def retire(path: str, recycle_as: str | None) -> str:
-    """Free one segment unless someone holds it: ``recycled|unlinked|busy|gone``.
-
-    With ``recycle_as`` the segment is renamed into the free pool; otherwise
-    it is truncated (freeing pages that idle mapping caches still map) and
-    unlinked.
-    """
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return "gone"
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return "busy"
-        if recycle_as is not None:
-            os.rename(path, os.path.join(os.path.dirname(path), recycle_as))
-            return "recycled"
-        os.ftruncate(fd, 0)
-        _unlink(path)
-        return "unlinked"
-    finally:
-        os.close(fd)
-
-
-def remove(path: str) -> bool:
-    """Unlink a segment now, truncating it first when nobody holds it; False if gone."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return False
-    except OSError:
-        fd = -1  # not ours to open (or not a file): still try to unlink it
-    try:
-        if fd >= 0:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                if stat.S_ISREG(os.fstat(fd).st_mode):
-                    os.ftruncate(fd, 0)
-            except OSError:
-                pass  # held by a live view: unlink only, pages go with the view
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            return False
-        return True
-    finally:
-        if fd >= 0:
-            os.close(fd)
 
 
 @contextlib.contextmanager

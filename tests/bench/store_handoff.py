@@ -7,7 +7,7 @@
 
 ``handoff`` returns the median end-to-end time and the median in-process
 floor (the same fill and sum in one process); their difference is the
-store's overhead. ``python -m dagrun.store.bench`` prints a small table.
+store's overhead. ``python -m tests.bench.store_handoff`` prints a small table.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import Store, StoreConfig, active, decode, empty, encode
+from dagrun.store import Store, StoreConfig, active, decode, empty, encode
 
 
 def _producer(conn: Connection, config: StoreConfig, count: int, in_place: bool) -> None:
