@@ -21,9 +21,17 @@ from typing import Any
 
 import networkx as nx
 
-from .checks import function_problems, option_problems, secret_names, value_problems
+from .checks import function_problems, option_problems, value_problems
 from .errors import ValidationError
-from .params import ConversionError, annotations_of, convert, is_secret, mask_params, plain
+from .params import (
+    ConversionError,
+    annotations_of,
+    convert,
+    is_secret,
+    mask_params,
+    plain,
+    secret_parameters,
+)
 from .pipeline import Pipeline
 from .resources import Resource, as_resource
 from .stage import Stage
@@ -107,7 +115,8 @@ def build_graph(
             mapped = node.inputs.get(record.options.map or "")
             produced = _hints(pipeline[mapped]).get("return") if mapped in pipeline else None
             problems.extend(option_problems(record, node.inputs, produced))
-            problems.extend(value_problems(record, node.params, secret_names(_hints(record))))
+            problems.extend(value_problems(record, node.params,
+                                           set(secret_parameters(record.func))))
     for resource in resources.values():
         problems.extend(_resource_problems(resource, pipeline, portable))
 

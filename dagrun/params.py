@@ -12,6 +12,7 @@ It is ``Annotated[T, SECRET]``, so type checkers see a plain ``T``.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import pathlib
 import types
@@ -66,7 +67,37 @@ class ConversionError(ValueError):
 
 
 def annotations_of(func: Callable[..., Any]) -> dict[str, Any]:
-    """The function's resolved annotations, ``Secret`` marks kept; unresolvable ones left out."""
+    """The function's resolved annotations, ``Secret`` marks kept; unresolvable ones left out.
+
+    Resolved once per function (a pipeline binds one function to many stages;
+    resolving string annotations compiles each one). Callers must not change
+    the dict they get.
+    """
+    try:
+        return _annotations_of(func)
+    except TypeError:  # an unhashable callable
+        return _resolve_annotations(func)
+
+
+@functools.lru_cache(maxsize=4096)
+def _annotations_of(func: Callable[..., Any]) -> dict[str, Any]:
+    return _resolve_annotations(func)
+
+
+def secret_parameters(func: Callable[..., Any]) -> frozenset[str]:
+    """The parameters of ``func`` annotated ``Secret[...]`` (worked out once per function)."""
+    try:
+        return _secret_parameters(func)
+    except TypeError:  # an unhashable callable
+        return frozenset(p for p, hint in annotations_of(func).items() if is_secret(hint))
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_parameters(func: Callable[..., Any]) -> frozenset[str]:
+    return frozenset(p for p, hint in annotations_of(func).items() if is_secret(hint))
+
+
+def _resolve_annotations(func: Callable[..., Any]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(func, include_extras=True)
     except Exception:  # noqa: BLE001 - a bad annotation must not stop the pipeline
@@ -153,9 +184,10 @@ def mask_params(graph: Any) -> dict[str, Any]:
             hints = annotations_of(node.stage.func)
         except (TypeError, ValueError):
             hints = {}
+        hidden = secret_parameters(node.stage.func) if hints else set()
         for pname, value in node.params.items():
             key = f"{node.stage.prefix}.{pname}" if node.stage.prefix else pname
             out.setdefault(key, value)
-            if is_secret(hints.get(pname)):
+            if pname in hidden:
                 secret.add(key)
     return {key: MASK if key in secret else value for key, value in out.items()}

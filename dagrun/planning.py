@@ -67,6 +67,7 @@ class Planner:
         self.delayed: list[tuple[float, int, TaskSpec]] = []
         self.chained: dict[str, TaskSpec] = {}  # stage -> its task queued behind its input's
         self._inline: dict[str, Any] = {}  # small mapped inputs, decoded once to be sliced
+        self._shapes: dict[str, tuple[bool, int, list[str]]] = {}
         self.errors: dict[str, ErrorInfo] = {}
         self.sequence = itertools.count()
         self.cache_look_at = 0.0  # when stages waiting on another run's entry are looked at
@@ -211,16 +212,24 @@ class Planner:
         scheduler = self.scheduler
         out = []
         for user in scheduler.consumers_of.get(name, ()):
-            node = self.graph.nodes[user]
-            out.append(policies.Consumer(
-                user, node.map_input is not None, node.stage.options.retries,
-                list(node.inputs.values()),
-                scheduler.waiting.get(user, ()) or [u for u in node.inputs.values()
-                                                   if u not in scheduler.done],
-            ))
+            mapped, retries, inputs = self._shape(user)
+            waiting = scheduler.waiting.get(user, ()) or [u for u in inputs
+                                                          if u not in scheduler.done]
+            out.append(policies.Consumer(user, mapped, retries, inputs, waiting))
         return out
 
+    def _shape(self, stage: str) -> tuple[bool, int, list[str]]:
+        """What never changes about a stage as a consumer: mapped, retries, inputs."""
+        shape = self._shapes.get(stage)
+        if shape is None:
+            node = self.graph.nodes[stage]
+            shape = self._shapes[stage] = (node.map_input is not None,
+                                           node.stage.options.retries, list(node.inputs.values()))
+        return shape
+
     def _may_keep(self, name: str) -> bool:
+        if not self.keeps_values or len(self.scheduler.consumers_of.get(name, ())) != 1:
+            return False  # the policy's answer without building its records
         return policies.may_keep(name, self._consumers(name),
                                  requested=name in self.scheduler.keep,
                                  executor_keeps=self.keeps_values)

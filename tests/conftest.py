@@ -23,6 +23,7 @@ EXECUTORS = [
     pytest.param(("local", "forkserver"), id="forkserver"),
     pytest.param(("local", "spawn"), id="spawn"),
     pytest.param(("dask", None), id="dask"),  # a real LocalCluster: processes, TCP
+    pytest.param(("ray", None), id="ray"),  # a real local Ray, one session per test module
 ]
 
 
@@ -95,22 +96,57 @@ def children() -> list[int]:
     return out
 
 
+_ray_pids: set[int] = set()  # a module's Ray session: not a leak while it runs
+
+
+def _left() -> list[int]:
+    return [pid for pid in children() if pid not in _ray_pids and not _is_ray(pid)]
+
+
+def _is_ray(pid: int) -> bool:
+    if not _ray_pids:
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"ray" in f.read()
+    except OSError:
+        return False
+
+
 @pytest.fixture(autouse=True)
 def no_leaks():
     """Every test leaves /dev/shm and the process table as it found them."""
     before = shm_entries()
     yield
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and (shm_entries() - before or children()):
+    while time.monotonic() < deadline and (shm_entries() - before or _left()):
         time.sleep(0.05)
     leaked = shm_entries() - before
     assert not leaked, f"shared memory leaked: {sorted(leaked)}"
-    assert not children(), f"processes left running: {children()}"
+    assert not _left(), f"processes left running: {_left()}"
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray for a module's ray cases (starting Ray costs seconds); gone at its end."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+             configure_logging=False)
+    _ray_pids.update(children())
+    yield
+    ray.shutdown()
+    _ray_pids.clear()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and children():
+        time.sleep(0.1)
+    assert not children(), f"Ray left processes running: {children()}"
 
 
 @pytest.fixture(params=EXECUTORS)
 def how(request):
     """(executor, start_method) for the behaviour suite."""
+    if request.param[0] == "ray":
+        request.getfixturevalue("ray_session")
     return request.param
 
 
