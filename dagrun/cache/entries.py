@@ -93,11 +93,16 @@ class CleanReport:
     kept_bytes: int = 0
 
 
+_READY: set[str] = set()  # cache roots whose directories this process has made
+
+
 class Cache:
     """Content-addressed stage results under one directory."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.root = Path(directory)
+        if str(self.root) in _READY:
+            return  # its directories were made (or checked) by this process already
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
             for sub in ("entries", "tmp", "trash", "locks", "manifests"):
@@ -105,6 +110,7 @@ class Cache:
         except OSError as exc:
             msg = f"cannot use cache directory {str(self.root)!r}: {exc.strerror}"
             raise CacheError(msg) from None
+        _READY.add(str(self.root))
 
     def _dir(self, key: str) -> Path:
         return self.root / "entries" / key[:2] / key
@@ -261,6 +267,9 @@ class Cache:
     def record(self, pipeline: str, stage: str, rec: KeyRecord) -> None:
         """Remember ``rec`` as the last key of ``stage`` in ``pipeline`` (for explain)."""
         path = self._manifest(pipeline, stage)
+        known = self.previous(pipeline, stage)
+        if known is not None and known.key == rec.key:
+            return  # unchanged: a re-run of an unchanged pipeline writes nothing
         path.parent.mkdir(exist_ok=True, mode=0o700)
         body = {"pipeline": pipeline, "stage": stage, "key": rec.key,
                 "components": rec.components, "recorded": time.time()}
@@ -292,6 +301,7 @@ class Cache:
 
     def clean(self, older_than: float | None = None, max_size: int | None = None) -> CleanReport:
         """Remove entries unused for ``older_than`` seconds, then LRU ones beyond ``max_size``."""
+        _READY.discard(str(self.root))
         now = time.time()
         removed, freed = [], 0
         kept = self.entries()
@@ -321,6 +331,7 @@ class Cache:
 
     def clear(self) -> CleanReport:
         """Remove every entry and manifest."""
+        _READY.discard(str(self.root))
         report = self.clean(older_than=-1.0)
         shutil.rmtree(self.root / "manifests", ignore_errors=True)
         (self.root / "manifests").mkdir(exist_ok=True, mode=0o700)
