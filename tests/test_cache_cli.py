@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).parent.parent
 RESOURCES = Path(__file__).parent / "resources"
-DAGRUN = str(ROOT / ".venv" / "bin" / "dagrun")
+DAGRUN = str(Path(sys.executable).with_name("dagrun"))  # the interpreter running the tests
 
 
 @pytest.fixture

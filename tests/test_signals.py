@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 
 from tests.conftest import ROOT, resource
 
-DAGRUN = str(ROOT / ".venv" / "bin" / "dagrun")
+DAGRUN = str(Path(sys.executable).with_name("dagrun"))  # the interpreter running the tests
 SLOW = resource("slow_phases")
 CODES = [pytest.param(signal.SIGINT, 130, id="int"), pytest.param(signal.SIGTERM, 143, id="term")]
 

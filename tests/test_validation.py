@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 import dagrun
@@ -9,6 +12,8 @@ from dagrun.errors import PipelineLoadError, ValidationError
 from dagrun.graph import build_graph
 from dagrun.loader import load
 from tests.conftest import resource
+
+DAGRUN = str(Path(sys.executable).with_name("dagrun"))  # the interpreter running the tests
 
 
 def problems_of(name: str, **kwargs) -> list[str]:
@@ -161,7 +166,7 @@ def test_every_command_exits_2_before_running(command, tmp_path):
 
     from tests.conftest import ROOT
 
-    args = [str(ROOT / ".venv/bin/dagrun"), command, resource("late_errors")]
+    args = [DAGRUN, command, resource("late_errors")]
     if command == "run":
         args += ["--state-dir", str(tmp_path)]
     done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=60)
@@ -188,7 +193,7 @@ def test_odd_inputs_never_reach_an_internal_error(tmp_path):
         ["run", resource("hello"), "--state-dir", str(tmp_path / "s"), "--workers", "0"],
     ]
     for case in cases:
-        done = subprocess.run([str(ROOT / ".venv/bin/dagrun"), *case], capture_output=True,
+        done = subprocess.run([DAGRUN, *case], capture_output=True,
                               text=True, cwd=ROOT, timeout=60)
         assert done.returncode == 2, (case, done.stderr)
         assert "bug in dagrun" not in done.stderr and "Traceback" not in done.stderr, case
