@@ -136,7 +136,13 @@ def test_two_pipelines_sharing_stages_run_at_once_and_compute_each_entry_once(tm
         )
         for name in ("share_one", "share_two")
     ]
-    outs = [p.communicate(timeout=100) for p in procs]
+    try:
+        outs = [p.communicate(timeout=100) for p in procs]
+    finally:
+        for p in procs:  # a hang must not outlive the test
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
     assert [p.returncode for p in procs] == [0, 0], [o[1][-1000:] for o in outs]
     assert trace.read_text().split() == ["base"]
     finals = [[json.loads(x) for x in o[0].splitlines() if x.startswith("{")][-1] for o in outs]
