@@ -49,6 +49,7 @@ from .cli_options import (
     parse_date_arg,
     parse_params,
     run_args,
+    shared_options,
 )
 from .cli_report import register as register_report
 from .errors import DagrunError, UsageError
@@ -122,13 +123,7 @@ def run_command(
 ) -> None:
     """Run a pipeline: every stage starts the moment its inputs are ready."""
     try:
-        args = run_args(
-            pipeline, param=param, params_file=params_file, target=target, workers=workers,
-            executor=executor, address=address, keep_going=keep_going, no_cache=no_cache,
-            force=force, state_dir=state_dir, cache_dir=cache_dir, log_format=log_format,
-            start_method=start_method, timeout=timeout, max_tasks_per_worker=max_tasks_per_worker,
-            memory=memory, max_runtime=max_runtime, quiet=quiet, wait=wait,
-        )
+        args = run_args(pipeline, **shared_options(locals()))
         day = parse_date_arg(run_date, "--run-date") if run_date is not None else None
         from .runner import run
 

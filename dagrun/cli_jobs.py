@@ -39,6 +39,7 @@ from .cli_options import (
     fail,
     parse_date_arg,
     run_args,
+    shared_options,
 )
 from .errors import DagrunError, UsageError
 
@@ -102,13 +103,7 @@ def schedule_command(
                 msg = f"{name} must be at least {low}, got {value}"
                 raise UsageError(msg)
         schedule = parse_cron(cron, tz)
-        args = run_args(
-            pipeline, param=param, params_file=params_file, target=target, workers=workers,
-            executor=executor, address=address, keep_going=keep_going, no_cache=no_cache,
-            force=force, state_dir=state_dir, cache_dir=cache_dir, log_format=log_format,
-            start_method=start_method, timeout=timeout, max_tasks_per_worker=max_tasks_per_worker,
-            memory=memory, max_runtime=max_runtime, quiet=quiet, wait=wait,
-        )
+        args = run_args(pipeline, **shared_options(locals()))
         name, key, state = _check_pipeline(args)
         if dry_run:
             for instant in next_fires(schedule, datetime.now(UTC), count):
@@ -159,13 +154,7 @@ def backfill_command(
     try:
         first, last = _day(start, "--from"), _day(end, "--to")
         days = dates(first, last)
-        args = run_args(
-            pipeline, param=param, params_file=params_file, target=target, workers=workers,
-            executor=executor, address=address, keep_going=keep_going, no_cache=no_cache,
-            force=None, state_dir=state_dir, cache_dir=cache_dir, log_format=log_format,
-            start_method=start_method, timeout=timeout, max_tasks_per_worker=max_tasks_per_worker,
-            memory=memory, max_runtime=max_runtime, quiet=quiet, wait=wait,
-        )
+        args = run_args(pipeline, **{**shared_options(locals()), "force": None})
         name, _, state = _check_pipeline(args)
         args = replace(args, options={**args.options, "state_dir": state})
 

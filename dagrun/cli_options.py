@@ -13,7 +13,9 @@ process exit code:
 
 from __future__ import annotations
 
+import inspect
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -129,6 +131,15 @@ class RunArgs:
         if run_date is not None:
             out += ["--run-date", run_date.isoformat()]
         return out
+
+
+def shared_options(scope: Mapping[str, Any]) -> dict[str, Any]:
+    """The options ``run``, ``schedule`` and ``backfill`` share, taken from a command's locals.
+
+    Typer reads each command's options from its signature, so the three
+    signatures list them again; this keeps the call that checks them in one form.
+    """
+    return {name: scope[name] for name in _SHARED}
 
 
 def run_args(
@@ -251,3 +262,6 @@ def parse_date_arg(text: str, option: str) -> date | datetime:
         )
         raise UsageError(msg) from None
 
+
+
+_SHARED = tuple(p for p in inspect.signature(run_args).parameters if p != "pipeline")

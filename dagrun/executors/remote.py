@@ -34,7 +34,6 @@ import os
 import pickle
 import socket
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +49,7 @@ from .base import (
     TaskSpec,
 )
 from .capture import captured
-from .worker import _run_batch, _store_in_cache, _this_memory, error_info
+from .worker import TaskClock, _run_batch, _store_in_cache, error_info
 
 
 @dataclass(frozen=True)
@@ -112,10 +111,7 @@ def run_task(call: Call, *args: Any) -> tuple[Any, Report]:
         return None, Report(0, None, TaskMetrics(worker_pid=os.getpid()), (), skipped)
     spec = call.spec
     stage = spec.key.stage
-    started_at = time.time()
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    memory = _this_memory()
-    rss0 = memory.reset()
+    clock = TaskClock()
     lines: list[tuple[str, str, str]] = []
     value: Any = None
     error = None
@@ -156,17 +152,10 @@ def run_task(call: Call, *args: Any) -> tuple[Any, Report]:
         value = None
         error = error_info(exc, stage)
     worker = call.where()
-    peak = memory.peak()
-    metrics = TaskMetrics(
-        worker_pid=os.getpid(),
-        wall_s=time.perf_counter() - wall0,
-        cpu_s=time.process_time() - cpu0,
-        max_rss_bytes=peak,
-        rss_growth_bytes=max(0, peak - rss0) if rss0 else 0,
-        queue_wait_s=max(0.0, started_at - spec.submitted_at),
+    metrics = clock.metrics(
+        spec,
         input_bytes=input_bytes,
         output_bytes=nbytes,
-        started_at=started_at,
         items=items,
         worker=worker,
         host=socket.gethostname(),

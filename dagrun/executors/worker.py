@@ -62,11 +62,7 @@ def execute(
     process (``in_worker``) even ``KeyboardInterrupt`` is the stage's error:
     the driver, not the worker, owns Ctrl-C; inline, it propagates.
     """
-    started_at = time.time()
-    wall0 = time.perf_counter()
-    cpu0 = time.process_time()
-    memory = _this_memory()
-    rss0 = memory.reset()
+    clock = TaskClock()
     stage = spec.key.stage
     opened: list[Decoded] = []
     handle = None
@@ -113,18 +109,11 @@ def execute(
     finally:
         for decoded in opened:
             decoded.close()
-    peak = memory.peak()
-    metrics = TaskMetrics(
-        worker_pid=os.getpid(),
-        wall_s=time.perf_counter() - wall0,
-        cpu_s=time.process_time() - cpu0,
-        max_rss_bytes=peak,
-        rss_growth_bytes=max(0, peak - rss0) if rss0 else 0,
-        queue_wait_s=max(0.0, started_at - spec.submitted_at),
+    metrics = clock.metrics(
+        spec,
         input_bytes=input_bytes,
         output_bytes=handle.nbytes if handle is not None else 0,
         transport=handle.transport if handle is not None else "",
-        started_at=started_at,
         items=items,
     )
     return TaskOutcome(spec.key, spec.attempt, handle, error, metrics)
@@ -324,6 +313,30 @@ class _Memory:
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+class TaskClock:
+    """Started as a task starts; ``metrics`` measures the task up to now (any executor)."""
+
+    def __init__(self) -> None:
+        self.started_at = time.time()
+        self.wall0 = time.perf_counter()
+        self.cpu0 = time.process_time()
+        self.memory = _this_memory()
+        self.rss0 = self.memory.reset()
+
+    def metrics(self, spec: TaskSpec, **fields: Any) -> TaskMetrics:
+        peak = self.memory.peak()
+        return TaskMetrics(
+            worker_pid=os.getpid(),
+            wall_s=time.perf_counter() - self.wall0,
+            cpu_s=time.process_time() - self.cpu0,
+            max_rss_bytes=peak,
+            rss_growth_bytes=max(0, peak - self.rss0) if self.rss0 else 0,
+            queue_wait_s=max(0.0, self.started_at - spec.submitted_at),
+            started_at=self.started_at,
+            **fields,
+        )
+
+
 _memory: _Memory | None = None
 
 
