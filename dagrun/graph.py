@@ -8,18 +8,22 @@ pipeline and raises one ``ValidationError`` listing every problem: duplicate
 names, stages that cannot be imported by reference, missing inputs (with a
 "did you mean"), values that do not convert, bad options, unknown ``params``
 and ``targets``, and cycles (named in cycle order).
+
+The edges are kept as plain successor lists and ordered with a heap (Kahn's
+algorithm, ties in the pipeline's order): a run never imports networkx,
+whose import alone costs more than starting the pool. ``Graph.dag`` builds
+the ``networkx.DiGraph`` on first use for code that wants the graph library.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
+import heapq
 import inspect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from .checks import function_problems, option_problems, value_problems
 from .errors import ValidationError
@@ -35,6 +39,9 @@ from .params import (
 from .pipeline import Pipeline
 from .resources import Resource, as_resource
 from .stage import Stage
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 RUN_DATE = "run_date"  # a parameter of this name receives the run's logical date
 __all__ = ["Graph", "Node", "build_graph", "mask_params"]  # mask_params lives in params
@@ -66,7 +73,7 @@ class Graph:
 
     pipeline: Pipeline
     nodes: dict[str, Node]
-    dag: nx.DiGraph
+    successors: dict[str, list[str]]  # stage -> the distinct stages consuming it
     order: list[str]
     targets: list[str]
     selected: list[str] = field(default_factory=list)
@@ -75,6 +82,31 @@ class Graph:
     def upstream(self, name: str) -> list[str]:
         """Distinct stages ``name`` consumes, in order of its parameters."""
         return list(dict.fromkeys(self.nodes[name].inputs.values()))
+
+    def edges(self) -> list[tuple[str, str]]:
+        """Every (producer, consumer) edge, producers in topological order."""
+        return [(u, v) for u in self.order for v in self.successors[u]]
+
+    def descendants(self, name: str) -> set[str]:
+        """Every stage downstream of ``name`` (not ``name`` itself)."""
+        found: set[str] = set()
+        pending = list(self.successors.get(name, ()))
+        while pending:
+            stage = pending.pop()
+            if stage not in found:
+                found.add(stage)
+                pending.extend(self.successors[stage])
+        return found
+
+    @functools.cached_property
+    def dag(self) -> nx.DiGraph:
+        """The pipeline as a ``networkx.DiGraph`` (built on first use)."""
+        import networkx as nx
+
+        dag = nx.DiGraph()
+        dag.add_nodes_from(self.nodes)
+        dag.add_edges_from(self.edges())
+        return dag
 
 
 def build_graph(
@@ -139,13 +171,14 @@ def build_graph(
                 f"unknown parameter {key!r}{hint}; this pipeline's parameters are: {known}"
             )
 
-    dag = nx.DiGraph()
-    dag.add_nodes_from(nodes)
+    successors: dict[str, list[str]] = {name: [] for name in nodes}
     for node in nodes.values():
-        for upstream in node.inputs.values():
+        for upstream in dict.fromkeys(node.inputs.values()):
             if upstream in nodes:
-                dag.add_edge(upstream, node.name)
-    problems.extend(_cycle_problems(dag))
+                successors[upstream].append(node.name)
+    order = _topological_order(successors, _position(pipeline))
+    if len(order) < len(nodes):
+        problems.extend(_cycle_problems(successors, set(nodes) - set(order)))
 
     target_list = list(dict.fromkeys(targets or []))
     for target in target_list:
@@ -157,13 +190,13 @@ def build_graph(
     if problems:
         raise ValidationError(problems)
 
-    order = list(nx.lexicographical_topological_sort(dag, key=_position(pipeline)))
     if not target_list:
-        target_list = [n for n in order if dag.out_degree(n) == 0]
-    selected = order if len(target_list) == len(nodes) else _with_ancestors(dag, order, target_list)
+        target_list = [n for n in order if not successors[n]]
+    selected = (order if len(target_list) == len(nodes)
+                else _with_ancestors(nodes, order, target_list))
     used = {r for n in selected for r in nodes[n].resources.values()}
     wanted = {name: r for name, r in resources.items() if name in used}
-    return Graph(pipeline, nodes, dag, order, target_list, selected, wanted)
+    return Graph(pipeline, nodes, successors, order, target_list, selected, wanted)
 
 
 def _hints(record: Stage) -> dict[str, Any]:
@@ -173,22 +206,45 @@ def _hints(record: Stage) -> dict[str, Any]:
         return {}
 
 
-def _with_ancestors(dag: nx.DiGraph, order: list[str], targets: list[str]) -> list[str]:
+def _with_ancestors(nodes: Mapping[str, Node], order: list[str], targets: list[str]) -> list[str]:
     # One walk from all targets at once, not one per target (layered DAGs have
     # thousands of targets sharing most of their ancestors).
     wanted = set(targets)
     pending = list(targets)
     while pending:
-        for upstream in dag.predecessors(pending.pop()):
-            if upstream not in wanted:
+        for upstream in nodes[pending.pop()].inputs.values():
+            if upstream in nodes and upstream not in wanted:
                 wanted.add(upstream)
                 pending.append(upstream)
     return [n for n in order if n in wanted]
 
 
-def _position(pipeline: Pipeline) -> Any:
-    index = {name: i for i, name in enumerate(pipeline.stages)}
-    return lambda name: (index[name], name)
+def _position(pipeline: Pipeline) -> dict[str, int]:
+    return {name: i for i, name in enumerate(pipeline.stages)}
+
+
+def _topological_order(
+    successors: Mapping[str, list[str]], position: Mapping[str, int],
+) -> list[str]:
+    """Kahn's algorithm; among ready stages the one declared first goes first.
+
+    Stages on a cycle never become ready: they are missing from the result.
+    """
+    waiting = dict.fromkeys(successors, 0)
+    for users in successors.values():
+        for user in users:
+            waiting[user] += 1
+    ready = [(position[n], n) for n, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, name = heapq.heappop(ready)
+        order.append(name)
+        for user in successors[name]:
+            waiting[user] -= 1
+            if waiting[user] == 0:
+                heapq.heappush(ready, (position[user], user))
+    return order
 
 
 def _resolve(
@@ -326,7 +382,15 @@ def _free_parameter_names(nodes: Mapping[str, Node], pipeline: Pipeline) -> set[
     return names
 
 
-def _cycle_problems(dag: nx.DiGraph) -> list[str]:
+def _cycle_problems(successors: Mapping[str, list[str]], stuck: set[str]) -> list[str]:
+    """One problem per cycle among ``stuck`` (the stages no topological order reaches).
+
+    Only a rejected pipeline pays for networkx's import here.
+    """
+    import networkx as nx
+
+    dag = nx.DiGraph()
+    dag.add_edges_from((u, v) for u in stuck for v in successors[u] if v in stuck)
     problems = []
     for component in nx.strongly_connected_components(dag):
         members = sorted(component)

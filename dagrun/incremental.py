@@ -61,7 +61,7 @@ class RunCache:
         keys = plan_keys(graph)  # after the run date is bound: stages taking it are keyed by it
         forced = set(options.force)
         for name in options.force:
-            forced |= set(graph.dag.nodes) & _descendants(graph, name)
+            forced |= graph.descendants(name)
         return cls(Cache(options.cache_dir), keys, forced, graph, pipeline_key(graph), ledger,
                    report, executor)
 
@@ -144,7 +144,7 @@ class RunCache:
     def _rekey_after(self, stage: str) -> None:
         from .cache import hash_value, plan_keys
 
-        users = self.graph.dag.successors(stage) if stage in self.graph.dag else ()
+        users = self.graph.successors.get(stage, ())
         if stage not in self.ledger or not any(self.enabled_for(u) for u in users):
             return
         value, opened = self.ledger.read(stage)
@@ -169,8 +169,3 @@ class RunCache:
         for stage in list(self.locks):
             self.abandon(stage)
 
-
-def _descendants(graph: Graph, name: str) -> set[str]:
-    import networkx as nx
-
-    return set(nx.descendants(graph.dag, name)) if name in graph.dag else set()

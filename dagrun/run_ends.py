@@ -90,7 +90,7 @@ def emit_start(run: _Run) -> None:
         executor=run.options.executor,
         start_method=run.options.start_method if run.options.executor == "local" else None,
         targets=list(graph.targets),
-        edges=[[u, v] for u, v in graph.dag.edges if u in selected],
+        edges=[[u, v] for u, v in graph.edges() if u in selected],
         params=params,
         run_date=run.run_date.isoformat() if run.run_date is not None else None,
         driver_pid=os.getpid(),
