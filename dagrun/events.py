@@ -1,11 +1,16 @@
-"""Structured events: one structlog logger per run, a file and a console.
+"""Structured events: one structlog-compatible log per run, a file and a console.
 
 Every event is a dict with ``event``, ``timestamp`` (ISO 8601, UTC),
-``level`` and ``run_id`` plus the fields of SPEC section 5. The processor
-chain is built once per run (``structlog.wrap_logger``, so an application's
-own structlog configuration is left alone) and is one processor long:
-``_Stamp`` stamps the level and the time. The logger at
-its end is the ``EventLog`` itself, which for each event
+``level`` and ``run_id`` plus the fields of SPEC section 5. The runner's own
+events are built in one pass by ``EventLog.emit`` (the dict, ``_Stamp``'s
+level and time, then the sinks): going through structlog's bound-logger
+machinery cost several µs an event, and importing structlog costs more than
+starting the pool, so a run does neither. ``EventLog.logger`` is the same
+log as a structlog logger (``structlog.wrap_logger`` over this object with
+``_Stamp`` as its one processor, so an application's own structlog
+configuration is left alone), built on first use for code that logs into the
+run's events through structlog. Either way each event reaches ``_write``,
+which
 
 - appends the dict to ``records`` (the run's summary is computed from them
   at the end, so nothing is read back from disk); ``task_log`` events are
@@ -23,6 +28,7 @@ its end is the ``EventLog`` itself, which for each event
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -31,7 +37,6 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 import orjson
-import structlog
 
 from .executors.oom import format_bytes
 
@@ -89,14 +94,18 @@ class _Stamp:
         self.prefix = ""
 
     def __call__(self, _: Any, level: str, event: dict[str, Any]) -> Any:
+        event["timestamp"] = self.now()
+        event["level"] = level
+        return (event,), {}
+
+    def now(self) -> str:
+        """The current UTC time, ISO 8601 with microseconds."""
         now = time.time()
         second = int(now)
         if second != self.second:  # strftime once a second: the rest is string work
             self.second = second
             self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        event["timestamp"] = f"{self.prefix}.{int((now - second) * 1e6):06d}Z"
-        event["level"] = level
-        return (event,), {}
+        return f"{self.prefix}.{int((now - second) * 1e6):06d}Z"
 
 
 class EventLog:
@@ -133,14 +142,23 @@ class EventLog:
                 self._console = LiveView(stream, quiet, force_terminal=bool(live))
             else:
                 self._console = PlainConsole(stream, quiet)
-        self._log = structlog.wrap_logger(
-            self, processors=[_Stamp()], wrapper_class=structlog.BoundLogger, context_class=dict,
-        ).bind(event=None, timestamp=None, level=None, run_id=run_id)  # bound once, not per call
+        self._stamp = _Stamp()
         self._closed = False
 
     def emit(self, event: str, level: str = "info", **fields: Any) -> None:
         """Write one event now."""
-        getattr(self._log, level)(event, **fields)
+        self._write({"event": event, "timestamp": self._stamp.now(), "level": level,
+                     "run_id": self.run_id, **fields})
+
+    @functools.cached_property
+    def logger(self) -> Any:
+        """This log as a structlog ``BoundLogger``: ``log.logger.info("name", **fields)``."""
+        import structlog
+
+        return structlog.wrap_logger(
+            self, processors=[self._stamp], wrapper_class=structlog.BoundLogger,
+            context_class=dict,
+        ).bind(event=None, timestamp=None, level=None, run_id=self.run_id)  # bound once
 
     def _write(self, event: dict[str, Any]) -> None:
         if event["event"] != "task_log":  # a chatty stage's lines need not stay in memory

@@ -183,3 +183,16 @@ def test_a_real_run_on_a_plain_console(tmp_path: Path):
     assert any("doubled: 15 batches finished" in line for line in lines), text
     assert any(line.startswith("critical path") for line in lines)
     assert "run succeeded" in lines[-1]
+
+
+def test_structlog_logger_writes_into_the_same_log(tmp_path: Path) -> None:
+    """``EventLog.logger`` is a structlog logger whose events land in the run's file and records."""
+    log = EventLog("r1", tmp_path / "events.jsonl", log_format="none")
+    log.emit("task_started", stage="a", attempt=1, worker_pid=1, priority=1.0)
+    log.logger.info("custom_event", stage="a", rows=3)
+    log.close()
+    lines = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [x["event"] for x in lines] == ["task_started", "custom_event"]
+    assert list(lines[1])[:4] == ["event", "timestamp", "level", "run_id"]
+    assert lines[1]["rows"] == 3 and lines[1]["level"] == "info" and lines[1]["run_id"] == "r1"
+    assert lines[1]["timestamp"].endswith("Z") and log.records[1]["event"] == "custom_event"

@@ -304,8 +304,9 @@ class Runner:
         return record
 
     def _startup(self, cell: Cell, timeout: float, log: Path) -> dict[str, Any]:
-        from .startup import command
+        from .startup import command, compile_sources
 
+        compile_sources()
         with tempfile.TemporaryDirectory(prefix="dagrun-bench-state-") as state:
             argv = command(cell.case.params["what"], cell.peer, state, self.s.workers,
                            method=cell.case.params.get("method"))
