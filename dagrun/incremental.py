@@ -48,6 +48,8 @@ class RunCache:
         """The run's cache, or None when it neither reads nor writes one."""
         if options.no_cache or not hasattr(executor, "from_cache"):
             return None
+        if not any(graph.nodes[name].stage.options.cache for name in graph.selected):
+            return None  # nothing to look up or store: no keys, no cache directory
         shares = getattr(executor, "shares_cache", None)
         if shares is not None and not shares(str(options.cache_dir)):
             report.events.emit(

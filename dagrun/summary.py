@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from graphlib import TopologicalSorter
 from typing import Any
 
 SLOWEST = 3  # how many stages ``slowest`` names: enough to act on, few enough to read
@@ -137,7 +136,7 @@ def critical_path(
         preds.setdefault(down, []).append(up)
     best: dict[str, float] = {}
     via: dict[str, str | None] = {}
-    for node in TopologicalSorter(preds).static_order():
+    for node in _producers_first(preds):
         before = max(preds[node], key=lambda u: best[u], default=None)
         via[node] = before
         best[node] = weight.get(node, 0.0) + (best[before] if before is not None else 0.0)
@@ -153,6 +152,22 @@ def critical_path(
     while path and not weight.get(path[0]):  # stages that did not run carry no time
         path.pop(0)
     return path, length
+
+
+def _producers_first(preds: dict[str, list[str]]) -> list[str]:
+    """The nodes with each after all its predecessors (Kahn's algorithm; cycles are dropped)."""
+    waiting = {node: len(ups) for node, ups in preds.items()}
+    users: dict[str, list[str]] = {}
+    for node, ups in preds.items():
+        for up in ups:
+            users.setdefault(up, []).append(node)
+    order = [node for node, count in waiting.items() if count == 0]
+    for node in order:  # grows while it is walked
+        for user in users.get(node, ()):
+            waiting[user] -= 1
+            if waiting[user] == 0:
+                order.append(user)
+    return order
 
 
 def _stage_rows(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

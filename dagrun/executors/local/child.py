@@ -2,7 +2,7 @@
 
     fd 1, fd 2 ──(raw bytes: C code, subprocesses)──────────────▶ driver (Lines)
     conn ◀── task spec, chained spec, None (stop)
-    conn ──▶ READY, then per task: records (L...) ... outcome (pickle) | SKIPPED
+    conn ──▶ READY, then per task: records (L...) ... [RAW] outcome (pickle) | SKIPPED
 
 Records (``capture.encode``) and outcomes share ``conn`` and one lock, so a
 task's lines always precede its outcome and a line written by a stage's
@@ -10,15 +10,22 @@ thread never splits a message. The worker ignores SIGINT (the driver owns
 Ctrl-C) and dies with the driver (``PR_SET_PDEATHSIG`` plus end-of-file on
 its pipe; under forkserver, whose workers are not the driver's children, a
 thread blocked on a pidfd of the driver).
+
+``RAW`` precedes an outcome only when bytes are still unread in the fd 1/2
+pipes as the task ends: the driver reads those pipes up to the outcome then,
+and otherwise spares the two reads that would find them empty.
 """
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import pickle
 import select
 import signal
+import struct
+import termios
 import threading
 import time
 from dataclasses import dataclass
@@ -33,6 +40,7 @@ from ..base import TaskOutcome
 
 READY = b"ready"  # a worker's first message: imports done, the timeout clock may start
 SKIPPED = b"skipped"  # a chained task whose predecessor failed was not run
+RAW = b"raw"  # bytes wait in the fd 1/2 pipes: read them before the outcome that follows
 _PR_SET_PDEATHSIG = 1
 
 
@@ -112,6 +120,8 @@ def worker_main(conn: Connection, out: Connection, err: Connection, init: Worker
             capture.task_starts()
             outcome = execute(spec, funcs[spec.key.stage], init.config, resources, in_worker=True)
             capture.flush()  # a last line without its newline is still this task's
+            if _raw_pending():
+                sender.send(RAW)
             last = outcome
             try:
                 payload = _dumps(outcome)
@@ -123,6 +133,19 @@ def worker_main(conn: Connection, out: Connection, err: Connection, init: Worker
     finally:
         resources.close()
         capture.flush()
+
+
+def _raw_pending() -> bool:
+    """Whether bytes written to fd 1 or 2 are still unread by the driver (when unsure: yes)."""
+    buffer = bytearray(4)
+    for fd in (1, 2):
+        try:
+            fcntl.ioctl(fd, termios.FIONREAD, buffer)
+        except OSError:
+            return True  # not the pipe the driver reads (a stage replaced the fd)
+        if struct.unpack("i", buffer)[0]:
+            return True
+    return False
 
 
 def _dumps(message: Any) -> bytes:

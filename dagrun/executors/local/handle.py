@@ -56,6 +56,7 @@ class Worker:
         self.tasks_done = 0
         self.peak_rss = 0  # highest sample during the current task
         self.ready = False  # has said it finished starting up
+        self.raw_pending = False  # said bytes wait in its fd 1/2 pipes (``child.RAW``)
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)  # its last lines, for a crash's error
         self.gone = False  # closed: its fd numbers may already belong to a new worker
 

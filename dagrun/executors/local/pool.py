@@ -22,9 +22,9 @@ from .. import capture, oom
 from ..base import ErrorInfo, Event, Ref, Started, TaskLog, TaskMetrics, TaskOutcome, TaskSpec
 from ..machine import MachineValues
 from . import exits, handle
-from .child import READY, WorkerInit
+from .child import RAW, READY, WorkerInit
 from .handle import PRELOAD, Line, Worker, default_start_method
-from .placement import Limits, WorkerView, Writers, may_chain, may_queue, place
+from .placement import Limits, WorkerView, Writers, held_by, may_chain, may_queue, place
 
 # Tuning (to move into ``settings.Tuning``), each with the reason for its value:
 SAMPLE_EVERY_S = TUNING.sample_every_s
@@ -76,10 +76,11 @@ class LocalExecutor(MachineValues):
 
     # -- protocol --------------------------------------------------------
     def free_slots(self) -> int:
-        unstarted = self.workers - len(self._idle) - len(self._busy)
-        room = sum(PREFETCH - len(w.queue) for w in self._busy.values()
+        free = self.workers - len(self._busy)  # idle workers and those not started yet
+        if free > 0:
+            return free  # the runner asks again after each submit: no need to count queues
+        return sum(PREFETCH - len(w.queue) for w in self._busy.values()
                    if may_queue(self._view(w), self._limits))
-        return len(self._idle) + unstarted + room
 
     def chain(self, spec: TaskSpec) -> bool:
         """Queue ``spec`` behind ``spec.after`` in its worker, when that task runs there alone."""
@@ -139,6 +140,8 @@ class LocalExecutor(MachineValues):
     # -- placing tasks ---------------------------------------------------
     def _place(self, spec: TaskSpec, payload: bytes) -> int | None:
         """Send a task where ``placement.place`` says; its worker's pid if it starts now."""
+        if self._idle and not self.writers and held_by(spec) is None:  # nothing pins or draws it
+            return self._start_on(self._idle.pop(), spec, payload)
         busy = {w.pid: w for w in self._busy.values()}
         where = place(spec, [w.pid for w in self._idle], [self._view(w) for w in busy.values()],
                       size=self.workers, limits=self._limits, writers=self.writers)
@@ -151,6 +154,10 @@ class LocalExecutor(MachineValues):
             worker = self._start_worker()
         else:
             worker = busy[where.busy]  # type: ignore[index]
+        return self._start_on(worker, spec, payload)
+
+    def _start_on(self, worker: Worker, spec: TaskSpec, payload: bytes) -> int | None:
+        """Hand ``spec`` to ``worker``; its pid if it starts now (not queued behind another)."""
         worker.queue.append(spec)
         starts_now = len(worker.queue) == 1
         if starts_now:
@@ -219,8 +226,8 @@ class LocalExecutor(MachineValues):
                 data = worker.conn.recv_bytes()
             except (EOFError, OSError):
                 return  # died mid-send; the sentinel tells how
-            record = capture.is_record(data)
-            if not self._handle(worker, data) or not record or not worker.conn.poll(0):
+            more = capture.is_record(data) or data == RAW  # the outcome is still to come
+            if not self._handle(worker, data) or not more or not worker.conn.poll(0):
                 return
 
     def _drain(self, worker: Worker) -> bool:
@@ -245,6 +252,9 @@ class LocalExecutor(MachineValues):
         if capture.is_record(data):
             self._lines(worker, [capture.decode(data)])
             return True
+        if data == RAW:
+            worker.raw_pending = True
+            return True
         if data == READY:
             worker.ready = True
             worker.tail.clear()  # import-time output belongs to no task
@@ -255,7 +265,11 @@ class LocalExecutor(MachineValues):
         if spec is None:
             return True  # nothing was asked of it: cannot happen, nothing to report
         outcome = handle.outcome(data, spec, worker.pid)
-        self._read_all_raw(worker)  # its raw lines precede its outcome
+        if worker.raw_pending:  # its raw lines precede its outcome
+            worker.raw_pending = False
+            self._read_all_raw(worker)
+        else:  # what the pipes held was read as it came: only an unfinished line is left
+            self._lines(worker, worker.rest())
         worker.tail.clear()
         self._finish(worker, outcome)
         worker.tasks_done += 1
