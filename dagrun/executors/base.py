@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from ..scheduler import TaskKey
 from ..store import Decoded, Handle, StoreConfig
+from ..store.config import ByPosition
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def output_handles(output: Output) -> Sequence[Ref]:
 
 
 @dataclass(frozen=True)
-class TaskSpec:
+class TaskSpec(ByPosition):
     """One task to run: which stage (or batch), its inputs by handle, its parameters."""
 
     key: TaskKey
@@ -117,7 +118,7 @@ class ErrorInfo:
 
 
 @dataclass(frozen=True)
-class TaskMetrics:
+class TaskMetrics(ByPosition):
     """Measurements of one task attempt, filled in where it ran."""
 
     worker_pid: int
@@ -136,7 +137,7 @@ class TaskMetrics:
 
 
 @dataclass(frozen=True)
-class TaskOutcome:
+class TaskOutcome(ByPosition):
     """What came back from a task: a result handle or an error, and metrics."""
 
     key: TaskKey

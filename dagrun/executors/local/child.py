@@ -30,7 +30,6 @@ import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from ...pipeline import ModuleSource
@@ -149,7 +148,7 @@ def _raw_pending() -> bool:
 
 
 def _dumps(message: Any) -> bytes:
-    return bytes(ForkingPickler.dumps(message))
+    return pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
 
 
 def _die_with_parent(driver_pid: int) -> None:

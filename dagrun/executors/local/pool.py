@@ -12,7 +12,6 @@ import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import Connection
-from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from ...pipeline import ModuleSource
@@ -33,6 +32,11 @@ PREFETCH = TUNING.prefetch
 SHORT_TASK_S = TUNING.short_task_s
 NEAR_MIN = TUNING.near_min
 MESSAGES_PER_WAKE = TUNING.messages_per_wake
+
+
+def _dumps(message: Any) -> bytes:
+    """A task message (plain pickle: nothing in a task needs multiprocessing's reducers)."""
+    return pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
 
 
 class LocalExecutor(MachineValues):
@@ -89,7 +93,7 @@ class LocalExecutor(MachineValues):
         if worker is None or not may_chain(self._view(worker), self._limits):
             return False
         try:
-            payload = ForkingPickler.dumps(spec)
+            payload = _dumps(spec)
         except Exception:  # noqa: BLE001 - submitted the ordinary way, which reports it
             return False
         worker.queue.append(spec)
@@ -98,7 +102,7 @@ class LocalExecutor(MachineValues):
 
     def submit(self, spec: TaskSpec) -> int | None:
         try:
-            payload = ForkingPickler.dumps(spec)
+            payload = _dumps(spec)
         except Exception as exc:  # noqa: BLE001 - a parameter value that does not pickle
             from ..worker import error_info
 
@@ -125,7 +129,7 @@ class LocalExecutor(MachineValues):
             if cancel or worker.spec is not None:
                 exits.terminate(worker.process)
             else:
-                worker.send(ForkingPickler.dumps(None))
+                worker.send(_dumps(None))
         for worker in workers:
             worker.process.join(exits.TERM_GRACE_S)
             exits.terminate(worker.process)
@@ -276,7 +280,7 @@ class LocalExecutor(MachineValues):
         if worker.queue:
             return True  # it went straight on to its next task
         if self._limits.max_tasks and worker.tasks_done >= self._limits.max_tasks:
-            worker.send(ForkingPickler.dumps(None))
+            worker.send(_dumps(None))
             worker.process.join(exits.TERM_GRACE_S)
             exits.terminate(worker.process)
             self.writers.died(worker.pid)
@@ -382,7 +386,7 @@ class LocalExecutor(MachineValues):
         self.writers.died(worker.pid)
         self._forget(worker)
         for waiting in queued:
-            pid = self._place(waiting, ForkingPickler.dumps(waiting))
+            pid = self._place(waiting, _dumps(waiting))
             if pid is not None:
                 self._events.append(Started(waiting, pid))
 
