@@ -23,15 +23,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ...store import HELD, Handle
 from ...store.config import segment_refs
 from ..base import Output, Ref, TaskSpec, output_handles
 
 
-@dataclass(frozen=True)
-class WorkerView:
-    """What placement needs to know of one worker."""
+class WorkerView(NamedTuple):
+    """What placement needs to know of one worker (a tuple: one is built per busy worker
+    each time the pool counts its room)."""
 
     pid: int
     queued: tuple[float | None, ...] = ()  # typical wall time (s) of each task it holds

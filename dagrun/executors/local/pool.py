@@ -199,8 +199,15 @@ class LocalExecutor(MachineValues):
             return
         if self._busy:
             timeout = SAMPLE_EVERY_S if timeout is None else min(timeout, SAMPLE_EVERY_S)
+        # Messages read in an earlier wake but not handled yet: no waiting while they wait.
+        waiting = [w for w in (*self._busy.values(), *self._idle) if w.inbox and w.has_message()]
+        if waiting:
+            timeout = 0
         ready = self._poll.poll(None if timeout is None else math.ceil(timeout * 1000))
         self._sample_memory()
+        for worker in waiting:
+            if not worker.gone:
+                self._receive(worker, read=False)
         # Resolved first: handling one fd can close others, whose numbers a new worker reuses.
         found = [(fd, self._watched.get(fd)) for fd, _ in ready]
         died = []
@@ -222,16 +229,27 @@ class LocalExecutor(MachineValues):
             if worker.deadline is not None and worker.deadline <= now:
                 self._timed_out(worker)
 
-    def _receive(self, worker: Worker) -> None:
+    def _receive(self, worker: Worker, *, read: bool = True) -> None:
         """Records up to and including one outcome (the runner sees each outcome before
-        the next task of this worker reports anything)."""
+        the next task of this worker reports anything); what follows waits in its inbox.
+
+        ``read``: its pipe is readable, and is read once when the inbox runs dry.
+        """
         for _ in range(MESSAGES_PER_WAKE):
-            try:
-                data = worker.conn.recv_bytes()
-            except (EOFError, OSError):
-                return  # died mid-send; the sentinel tells how
+            data = worker.take()
+            if data is None:
+                if not read:
+                    return
+                read = False
+                try:
+                    worker.fill()
+                except (EOFError, OSError):
+                    return  # died mid-send; the sentinel tells how
+                data = worker.take()
+                if data is None:
+                    return  # part of a message: poll says when the rest is in
             more = capture.is_record(data) or data == RAW  # the outcome is still to come
-            if not self._handle(worker, data) or not more or not worker.conn.poll(0):
+            if not self._handle(worker, data) or not more:
                 return
 
     def _drain(self, worker: Worker) -> bool:
@@ -240,12 +258,15 @@ class LocalExecutor(MachineValues):
         False when that retired the worker (its last outcome came in).
         """
         while True:
-            try:
-                if not worker.conn.poll(0):
+            data = worker.take()
+            if data is None:
+                try:
+                    if not worker.conn.poll(0):
+                        break
+                    worker.fill()
+                except (EOFError, OSError):
                     break
-                data = worker.conn.recv_bytes()
-            except (EOFError, OSError):
-                break
+                continue
             if not self._handle(worker, data):
                 return False
         self._read_all_raw(worker)
