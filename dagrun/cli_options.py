@@ -169,7 +169,7 @@ def run_args(
     from . import executors
     from .units import parse_duration, parse_size
 
-    if executor not in executors.names():
+    if not executors.known(executor):
         msg = f"--executor {executor!r} is unknown; choose one of: {', '.join(executors.names())}"
         raise UsageError(msg)
     if address is not None and executor in ("local", "inline"):

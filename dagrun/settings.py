@@ -188,7 +188,7 @@ class RunOptions:
         from . import executors
 
         executor = args.get("executor", "local")
-        if executor not in executors.names() and not callable(executor):
+        if not callable(executor) and not executors.known(executor):
             msg = f"unknown executor {executor!r}; choose one of: {', '.join(executors.names())}"
             raise UsageError(msg)
         method = args.get("start_method") or _default_start_method()

@@ -39,6 +39,12 @@ def names() -> list[str]:
     return sorted({*_BUILTIN, *_registered, *_entry_points()})
 
 
+def known(name: str) -> bool:
+    """Whether ``name`` is an executor; the installed packages' metadata is read only for a
+    name that is neither built in nor registered (reading it costs milliseconds)."""
+    return name in _BUILTIN or name in _registered or name in _entry_points()
+
+
 def create(name: str, context: Any) -> Any:
     """The executor called ``name``, built from ``context``; a clear ``UsageError`` if unknown."""
     return factory(name)(context)

@@ -20,7 +20,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ..scheduler import TaskKey
 from ..store import Decoded, Handle, StoreConfig
@@ -117,9 +117,9 @@ class ErrorInfo:
     exception: bytes | None = None  # the pickled exception, when it pickles
 
 
-@dataclass(frozen=True)
-class TaskMetrics(ByPosition):
-    """Measurements of one task attempt, filled in where it ran."""
+class TaskMetrics(NamedTuple):
+    """Measurements of one task attempt, filled in where it ran (a tuple: one comes back
+    with every task, and a tuple is the cheapest record to unpickle)."""
 
     worker_pid: int
     wall_s: float = 0.0
@@ -136,15 +136,15 @@ class TaskMetrics(ByPosition):
     host: str | None = None  # the machine that ran the task
 
 
-@dataclass(frozen=True)
-class TaskOutcome(ByPosition):
-    """What came back from a task: a result handle or an error, and metrics."""
+class TaskOutcome(NamedTuple):
+    """What came back from a task: a result handle or an error, and metrics (a tuple,
+    like ``TaskMetrics``)."""
 
     key: TaskKey
     attempt: int
     handle: Ref | None = None
     error: ErrorInfo | None = None
-    metrics: TaskMetrics = field(default_factory=lambda: TaskMetrics(worker_pid=0))
+    metrics: TaskMetrics = TaskMetrics(worker_pid=0)
 
     @property
     def ok(self) -> bool:

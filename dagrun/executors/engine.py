@@ -308,7 +308,7 @@ class EngineExecutor:
         if report.error is not None and report.error.kind == "skipped":
             self._drop(task.holder)  # chained behind a task that failed: it did not run
             return
-        metrics = replace(report.metrics, transport=self.name)
+        metrics = report.metrics._replace(transport=self.name)
         worker = metrics.worker or str(metrics.worker_pid)
         self._events.append(Started(spec, worker, metrics.host))
         self._events.extend(TaskLog(spec.key, spec.attempt, worker, stream, level, text)
