@@ -150,6 +150,13 @@ class EventLog:
         self._write({"event": event, "timestamp": self._stamp.now(), "level": level,
                      "run_id": self.run_id, **fields})
 
+    def write(self, event: str, fields: dict[str, Any], level: str = "info") -> None:
+        """``emit`` for fields already in a dict of their own, which becomes the event's."""
+        record = {"event": event, "timestamp": self._stamp.now(), "level": level,
+                  "run_id": self.run_id}
+        record.update(fields)
+        self._write(record)
+
     @functools.cached_property
     def logger(self) -> Any:
         """This log as a structlog ``BoundLogger``: ``log.logger.info("name", **fields)``."""

@@ -29,18 +29,16 @@ class Reporter:
         self, spec: TaskSpec, worker: int | str, host: str | None, priority: float,
         estimate: float | None = None,
     ) -> None:
-        where: dict[str, Any] = (
-            {"worker_pid": worker} if isinstance(worker, int) else {"worker": worker, "host": host}
-        )
-        self.events.emit(
-            "task_started",
-            stage=spec.key.stage,
-            attempt=spec.attempt,
-            **where,
-            priority=round(priority, 6),
-            estimate_s=None if estimate is None else round(estimate, 6),
-            **self._batch(spec.key, spec.items),
-        )
+        record: dict[str, Any] = {"stage": spec.key.stage, "attempt": spec.attempt}
+        if isinstance(worker, int):
+            record["worker_pid"] = worker
+        else:
+            record["worker"], record["host"] = worker, host
+        record["priority"] = round(priority, 6)
+        record["estimate_s"] = None if estimate is None else round(estimate, 6)
+        if spec.key.batch is not None:
+            record.update(self._batch(spec.key, spec.items))
+        self.events.write("task_started", record)
 
     def finished(self, outcome: TaskOutcome) -> None:
         m = outcome.metrics
@@ -57,14 +55,15 @@ class Reporter:
             "output_bytes": m.output_bytes,
             "transport": m.transport,
             "cached": False,
-            **self._batch(outcome.key),
         }
+        if outcome.key.batch is not None:
+            record.update(self._batch(outcome.key))
         if m.worker is not None:
             record["worker"], record["host"] = m.worker, m.host
         if outcome.key.batch is not None:
             record["items"] = m.items
         self.metrics.append(record)
-        self.events.emit("task_finished", **record)
+        self.events.write("task_finished", record)
 
     def failed(self, key: TaskKey, attempt: int, info: ErrorInfo, *, final: bool) -> None:
         self.events.emit(

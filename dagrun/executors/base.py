@@ -76,9 +76,15 @@ def output_handles(output: Output) -> Sequence[Ref]:
     return output.handles if isinstance(output, Batched) else (output,)
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class TaskSpec(ByPosition):
-    """One task to run: which stage (or batch), its inputs by handle, its parameters."""
+    """One task to run: which stage (or batch), its inputs by handle, its parameters.
+
+    Treat it as immutable (``dataclasses.replace`` makes a changed copy); it is
+    not frozen because a frozen dataclass sets each of its fields through
+    ``object.__setattr__``, and a spec is built for every task and unpickled
+    again in the worker that runs it.
+    """
 
     key: TaskKey
     attempt: int
