@@ -100,12 +100,12 @@ class _Stamp:
 
     def now(self) -> str:
         """The current UTC time, ISO 8601 with microseconds."""
-        now = time.time()
-        second = int(now)
+        micros = time.time_ns() // 1000
+        second, fraction = divmod(micros, 1_000_000)
         if second != self.second:  # strftime once a second: the rest is string work
             self.second = second
             self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self.prefix}.{int((now - second) * 1e6):06d}Z"
+        return f"{self.prefix}.{fraction:06d}Z"
 
 
 class EventLog:

@@ -170,14 +170,22 @@ def _producers_first(preds: dict[str, list[str]]) -> list[str]:
     return order
 
 
+_ROW_EVENTS = frozenset({"task_started", "task_finished", "task_failed", "task_retrying",
+                         "task_skipped"})
+
+
 def _stage_rows(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     spans: dict[str, list[TaskSpan]] = {}
     for span in task_spans(events):
         spans.setdefault(span.stage, []).append(span)
     for e in events:
-        kind, stage = e.get("event"), e.get("stage")
-        if stage is None or not str(kind).startswith("task_") or kind == "task_log":
+        kind = e.get("event")
+        if kind not in _ROW_EVENTS and not (isinstance(kind, str) and kind.startswith("task_")
+                                            and kind != "task_log"):
+            continue
+        stage = e.get("stage")
+        if stage is None:
             continue
         row = rows.get(stage)
         if row is None:

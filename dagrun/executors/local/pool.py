@@ -84,7 +84,7 @@ class LocalExecutor(MachineValues):
         if free > 0:
             return free  # the runner asks again after each submit: no need to count queues
         return sum(PREFETCH - len(w.queue) for w in self._busy.values()
-                   if may_queue(self._view(w), self._limits))
+                   if len(w.queue) < PREFETCH and may_queue(self._view(w), self._limits))
 
     def chain(self, spec: TaskSpec) -> bool:
         """Queue ``spec`` behind ``spec.after`` in its worker, when that task runs there alone."""
