@@ -242,8 +242,11 @@ class Planner:
         the whole run of such consumers at once, link after link.
         """
         ahead = getattr(self.executor, "chains", False)
+        waiting = self.scheduler.waiting
         while spec.key.batch is None and not self.scheduler.stopped:
             name = spec.key.stage
+            if not any(waiting.get(u) == {name} for u in self.scheduler.consumers_of.get(name, ())):
+                return  # no consumer waits on this stage alone: the policy could not pick one
             user = policies.chain_consumer(name, [
                 c for c in self._consumers(name)
                 if c.name in self.scheduler.waiting and c.name not in self.chained
