@@ -4,7 +4,8 @@
     conn ◀── task spec, chained spec, None (stop)
     conn ──▶ READY, then per task: records (L...) ... [RAW] outcome (pickle) | SKIPPED
 
-Records (``capture.encode``) and outcomes share ``conn`` and one lock, so a
+Both directions use ``framing`` (``Connection``'s framing, read through a
+buffer). Records (``capture.encode``) and outcomes share ``conn`` and one lock, so a
 task's lines always precede its outcome and a line written by a stage's
 thread never splits a message. The worker ignores SIGINT (the driver owns
 Ctrl-C) and dies with the driver (``PR_SET_PDEATHSIG`` plus end-of-file on
@@ -36,6 +37,7 @@ from ...pipeline import ModuleSource
 from ...store import StoreConfig
 from .. import capture
 from ..base import TaskOutcome
+from . import framing
 
 READY = b"ready"  # a worker's first message: imports done, the timeout clock may start
 SKIPPED = b"skipped"  # a chained task whose predecessor failed was not run
@@ -57,13 +59,14 @@ class _Sender:
     """Writes whole messages to the driver; records from any thread, outcomes from the loop."""
 
     def __init__(self, conn: Connection) -> None:
-        self._conn = conn
+        self._conn = conn  # kept open: it owns the fd
+        self._fd = conn.fileno()
         self._lock = threading.Lock()
 
     def send(self, data: bytes) -> None:
         with self._lock:
             try:
-                self._conn.send_bytes(data)
+                framing.send(self._fd, data)
             except (OSError, EOFError, ValueError):
                 pass  # the driver is gone; this worker dies with it
 
@@ -95,10 +98,11 @@ def worker_main(conn: Connection, out: Connection, err: Connection, init: Worker
     capture.flush()  # import-time output belongs to no task
     sender.send(READY)
     last: TaskOutcome | None = None  # the previous task's outcome, for a chained task
+    inbox = framing.Inbox(conn.fileno())  # a task queued behind this one is read with it
     try:
         while True:
             try:
-                data = conn.recv_bytes()
+                data = inbox.next()
             except (EOFError, OSError):
                 return
             try:

@@ -5,12 +5,8 @@ its fd 1 and fd 2 are redirected to (see ``child.worker_main``); ``read_raw``
 turns what arrived on those into lines; ``close`` frees every fd. Which
 start method a pool uses by default is decided here too.
 
-The driver's end of ``conn`` is read and written here with
-``multiprocessing.Connection``'s framing (a 4-byte big-endian length, or -1
-and an 8-byte one) but not its methods: ``fill`` takes everything the worker
-has sent so far in one read, and ``take`` hands out whole messages from that
-buffer, where ``recv_bytes`` would spend two reads and a ``poll`` on each.
-The worker keeps ``Connection`` on its side.
+The driver's end of ``conn`` is read and written through ``framing``
+(``Connection``'s framing, one read per wake for every message waiting).
 """
 
 from __future__ import annotations
@@ -18,7 +14,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import pickle
-import struct
 import threading
 from collections import deque
 from multiprocessing.connection import Connection
@@ -27,12 +22,11 @@ from typing import Any
 from ...settings import TUNING
 from .. import capture
 from ..base import ErrorInfo, TaskMetrics, TaskOutcome, TaskSpec
+from . import framing
 from .child import SKIPPED, WorkerInit, worker_main
 
 TAIL_LINES = TUNING.tail_lines
 RAW_READ = 1 << 16  # bytes read from a worker's fd 1/2 at a time
-MESSAGE_READ = 1 << 16  # bytes read from a worker's result pipe at a time (a pipe's capacity)
-SMALL_MESSAGE = 16384  # up to this size a message and its header go in one write
 # Imported once by the fork server so each forked worker starts with them loaded.
 PRELOAD = ("dagrun.executors.local.child", "dagrun.store", "numpy", "pyarrow")
 
@@ -69,7 +63,7 @@ class Worker:
         self.raw_pending = False  # said bytes wait in its fd 1/2 pipes (``child.RAW``)
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)  # its last lines, for a crash's error
         self.fd = conn.fileno()
-        self.inbox = bytearray()  # bytes read from ``conn`` not yet taken as messages
+        self.inbox = framing.Inbox(self.fd)  # what it sent that is not handled yet
         self.gone = False  # closed: its fd numbers may already belong to a new worker
 
     @property
@@ -84,53 +78,11 @@ class Worker:
         return fds
 
     def send(self, payload: bytes) -> None:
-        """One message to the worker (as ``Connection.send_bytes`` frames it)."""
-        size = len(payload)
+        """One message to the worker."""
         try:
-            if size <= SMALL_MESSAGE:
-                _write_all(self.fd, struct.pack("!i", size) + payload)
-            else:
-                header = struct.pack("!i", size) if size <= 0x7FFFFFFF else struct.pack(
-                    "!iQ", -1, size)
-                _write_all(self.fd, header)
-                _write_all(self.fd, payload)
+            framing.send(self.fd, payload)
         except (OSError, ValueError):
             pass  # the worker is dead: its sentinel reports it
-
-    def fill(self) -> None:
-        """Read what the worker has sent (call when ``conn`` is readable); EOFError at its end."""
-        data = os.read(self.fd, MESSAGE_READ)
-        if not data:
-            raise EOFError
-        self.inbox += data
-
-    def take(self) -> bytes | None:
-        """The next whole message read so far, if any."""
-        bounds = self._first_message()
-        if bounds is None:
-            return None
-        start, end = bounds
-        message = bytes(self.inbox[start:end])
-        del self.inbox[:end]
-        return message
-
-    def has_message(self) -> bool:
-        """Whether a whole message waits in the inbox."""
-        return self._first_message() is not None
-
-    def _first_message(self) -> tuple[int, int] | None:
-        inbox = self.inbox
-        if len(inbox) < 4:
-            return None
-        (size,) = struct.unpack_from("!i", inbox)
-        start = 4
-        if size == -1:
-            if len(inbox) < 12:
-                return None
-            (size,) = struct.unpack_from("!Q", inbox, 4)
-            start = 12
-        end = start + size
-        return (start, end) if len(inbox) >= end else None
 
     def read_raw(self, fd: int, *, drain: bool = False) -> tuple[list[Line], bool]:
         """Complete lines now readable on raw pipe ``fd`` (all of it with ``drain``); at EOF?"""
@@ -162,12 +114,6 @@ class Worker:
             reader.close()
         if self.process.exitcode is not None:
             self.process.close()  # else the sentinel stays open until garbage collection
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def start(ctx: Any, init: WorkerInit) -> Worker:

@@ -200,7 +200,7 @@ class LocalExecutor(MachineValues):
         if self._busy:
             timeout = SAMPLE_EVERY_S if timeout is None else min(timeout, SAMPLE_EVERY_S)
         # Messages read in an earlier wake but not handled yet: no waiting while they wait.
-        waiting = [w for w in (*self._busy.values(), *self._idle) if w.inbox and w.has_message()]
+        waiting = [w for w in (*self._busy.values(), *self._idle) if w.inbox.has_message()]
         if waiting:
             timeout = 0
         ready = self._poll.poll(None if timeout is None else math.ceil(timeout * 1000))
@@ -236,16 +236,16 @@ class LocalExecutor(MachineValues):
         ``read``: its pipe is readable, and is read once when the inbox runs dry.
         """
         for _ in range(MESSAGES_PER_WAKE):
-            data = worker.take()
+            data = worker.inbox.take()
             if data is None:
                 if not read:
                     return
                 read = False
                 try:
-                    worker.fill()
+                    worker.inbox.fill()
                 except (EOFError, OSError):
                     return  # died mid-send; the sentinel tells how
-                data = worker.take()
+                data = worker.inbox.take()
                 if data is None:
                     return  # part of a message: poll says when the rest is in
             more = capture.is_record(data) or data == RAW  # the outcome is still to come
@@ -258,12 +258,12 @@ class LocalExecutor(MachineValues):
         False when that retired the worker (its last outcome came in).
         """
         while True:
-            data = worker.take()
+            data = worker.inbox.take()
             if data is None:
                 try:
                     if not worker.conn.poll(0):
                         break
-                    worker.fill()
+                    worker.inbox.fill()
                 except (EOFError, OSError):
                     break
                 continue
