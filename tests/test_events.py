@@ -196,3 +196,22 @@ def test_structlog_logger_writes_into_the_same_log(tmp_path: Path) -> None:
     assert list(lines[1])[:4] == ["event", "timestamp", "level", "run_id"]
     assert lines[1]["rows"] == 3 and lines[1]["level"] == "info" and lines[1]["run_id"] == "r1"
     assert lines[1]["timestamp"].endswith("Z") and log.records[1]["event"] == "custom_event"
+
+
+def test_live_view_prints_lines_in_batches_and_loses_none(tmp_path: Path):
+    """A burst of events reaches the terminal in a few prints (each redraws the block),
+    and every line is there, once, in order."""
+    out = io.StringIO()
+    log = EventLog("r1", tmp_path / "events.jsonl", console=out, live=True)
+    log.emit("run_started", pipeline="p", stages=200, workers=2, executor="local", params={},
+             edges=[])
+    for i in range(200):
+        log.emit("task_started", stage=f"s{i}", attempt=1, worker_pid=1)
+        log.emit("task_finished", stage=f"s{i}", attempt=1, worker_pid=1, **FINISHED)
+        log.flush()
+    log.emit("run_finished", status="succeeded", wall_s=0.1, succeeded=200, failed=0, skipped=0)
+    log.close()
+    text = out.getvalue()
+    finished = re.findall(r"✓ (s\d+) finished", text)
+    assert finished == [f"s{i}" for i in range(200)]
+    assert text.count("done · ") < 50  # the block was not redrawn once per line
