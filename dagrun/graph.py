@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import heapq
 import inspect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .checks import function_problems, option_problems, value_problems
 from .errors import ValidationError
+from .ordering import cycle_problems, topological_order
 from .params import (
     ConversionError,
     annotations_of,
@@ -176,9 +176,9 @@ def build_graph(
         for upstream in dict.fromkeys(node.inputs.values()):
             if upstream in nodes:
                 successors[upstream].append(node.name)
-    order = _topological_order(successors, _position(pipeline))
+    order = topological_order(successors, _position(pipeline))
     if len(order) < len(nodes):
-        problems.extend(_cycle_problems(successors, set(nodes) - set(order)))
+        problems.extend(cycle_problems(successors, set(nodes) - set(order)))
 
     target_list = list(dict.fromkeys(targets or []))
     for target in target_list:
@@ -221,30 +221,6 @@ def _with_ancestors(nodes: Mapping[str, Node], order: list[str], targets: list[s
 
 def _position(pipeline: Pipeline) -> dict[str, int]:
     return {name: i for i, name in enumerate(pipeline.stages)}
-
-
-def _topological_order(
-    successors: Mapping[str, list[str]], position: Mapping[str, int],
-) -> list[str]:
-    """Kahn's algorithm; among ready stages the one declared first goes first.
-
-    Stages on a cycle never become ready: they are missing from the result.
-    """
-    waiting = dict.fromkeys(successors, 0)
-    for users in successors.values():
-        for user in users:
-            waiting[user] += 1
-    ready = [(position[n], n) for n, count in waiting.items() if count == 0]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        _, name = heapq.heappop(ready)
-        order.append(name)
-        for user in successors[name]:
-            waiting[user] -= 1
-            if waiting[user] == 0:
-                heapq.heappush(ready, (position[user], user))
-    return order
 
 
 def _resolve(
@@ -380,30 +356,6 @@ def _free_parameter_names(nodes: Mapping[str, Node], pipeline: Pipeline) -> set[
             if node.stage.prefix:
                 names.add(f"{node.stage.prefix}.{pname}")
     return names
-
-
-def _cycle_problems(successors: Mapping[str, list[str]], stuck: set[str]) -> list[str]:
-    """One problem per cycle among ``stuck`` (the stages no topological order reaches).
-
-    Only a rejected pipeline pays for networkx's import here.
-    """
-    import networkx as nx
-
-    dag = nx.DiGraph()
-    dag.add_edges_from((u, v) for u in stuck for v in successors[u] if v in stuck)
-    problems = []
-    for component in nx.strongly_connected_components(dag):
-        members = sorted(component)
-        if len(members) == 1 and not dag.has_edge(members[0], members[0]):
-            continue
-        sub = dag.subgraph(component)
-        edges = nx.find_cycle(sub, source=members[0])
-        path = [edges[0][0]] + [v for _, v in edges]
-        problems.append(
-            f"cycle: {' -> '.join(path)}; a stage cannot depend on its own result, "
-            f"remove one of these inputs"
-        )
-    return problems
 
 
 def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
