@@ -174,7 +174,8 @@ def test_oom_is_named_only_on_evidence():
 
 
 def test_oom_watch_counts_new_kills(tmp_path):
-    """OomWatch reports the rise of the cgroup's oom_kill counter since it last looked."""
+    """OomWatch reports the kills the cgroup counted that no dead worker claimed yet; each
+    look claims one (two workers killed together are both seen as killed)."""
     events = tmp_path / "memory.events"
     events.write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
     watch = OomWatch()
@@ -183,6 +184,7 @@ def test_oom_watch_counts_new_kills(tmp_path):
     assert watch.new_kills() == 0
     events.write_text("low 0\nhigh 0\nmax 5\noom 3\noom_kill 3\n")
     assert watch.new_kills() == 2
+    assert watch.new_kills() == 1
     assert watch.new_kills() == 0
 
 

@@ -27,12 +27,18 @@ class OomWatch:
         self.limit = _memory_limit(self._limit_file)
 
     def new_kills(self) -> int:
-        """OOM kills counted since the last call (or since creation)."""
+        """OOM kills counted and not yet claimed; each call for a dead worker claims one.
+
+        Two workers killed at once both read a kill (2, then 1): the second is
+        not mistaken for a kill from elsewhere.
+        """
         count = self._count()
         if count is None or self._seen is None:
             return 0
-        new, self._seen = max(0, count - self._seen), count
-        return new
+        unclaimed = max(0, count - self._seen)
+        if unclaimed:
+            self._seen += 1
+        return unclaimed
 
     def _count(self) -> int | None:
         if self._events is None:
