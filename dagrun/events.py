@@ -63,9 +63,14 @@ class Console(Protocol):
 
 
 class _JsonConsole:
+    """JSON lines on the console, written together at each ``flush``: one write per
+    wake of the runner, not one per event (an unbuffered stdout, ``PYTHONUNBUFFERED``,
+    would otherwise wake whatever reads it once per event)."""
+
     def __init__(self, stream: IO[str], quiet: bool) -> None:
         self.stream = stream
         self.quiet = quiet
+        self.pending: list[bytes] = []
 
     def write_line(self, event: dict[str, Any], line: bytes) -> None:
         if self.quiet:
@@ -73,9 +78,12 @@ class _JsonConsole:
 
             if not shown_in_quiet(event):
                 return
-        self.stream.write(line.decode())
+        self.pending.append(line)
 
     def flush(self) -> None:
+        if self.pending:
+            text, self.pending = b"".join(self.pending).decode(), []
+            self.stream.write(text)
         self.stream.flush()
 
     def close(self) -> None:

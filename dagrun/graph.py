@@ -137,8 +137,11 @@ def build_graph(
     used_params: set[str] = set()
     nodes: dict[str, Node] = {}
     resources: dict[str, Resource] = {}
+    sound: set[Any] = set()  # functions already checked and found fine (bound copies share one)
     for record in pipeline:
-        kind_problems = function_problems(record, portable)
+        kind_problems = [] if record.func in sound else function_problems(record, portable)
+        if not kind_problems and inspect.isfunction(record.func):
+            sound.add(record.func)
         problems.extend(kind_problems)
         node, node_problems = _resolve(record, pipeline, params, used_params, resources)
         problems.extend(node_problems)

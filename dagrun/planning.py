@@ -176,16 +176,20 @@ class Planner:
 
     def pop_admitted(self) -> TaskSpec | None:
         """The first queued spec that may start now, memory considered; None if none may."""
-        if any(key in self.alone for key in self.reserved):
+        if self.alone and any(key in self.alone for key in self.reserved):
             return None
         passed = []
         found = None
         while self.queue:
             item = heapq.heappop(self.queue)
-            need = self.need(item[-1])
-            if need <= 0 or policies.admits(need, sum(self.reserved.values()),
-                                            self.ledger.live_bytes, self.budget,
-                                            len(self.reserved)):
+            if item[-1].key in self.alone:
+                admitted = not self.reserved  # after every running task, whatever its need
+            else:
+                need = self.need(item[-1])
+                admitted = need <= 0 or policies.admits(
+                    need, sum(self.reserved.values()), self.ledger.live_bytes, self.budget,
+                    len(self.reserved))
+            if admitted:
                 found = item[-1]
                 break
             passed.append(item)
@@ -194,9 +198,12 @@ class Planner:
         return found
 
     def reserve(self, spec: TaskSpec) -> None:
-        need = self.need(spec)
-        if need > 0 or spec.key in self.alone:
-            self.reserved[spec.key] = need
+        """``spec``'s task started: its predicted growth counts until its outcome.
+
+        Every started task is entered, 0 bytes when nothing is predicted, so that a
+        task that must run alone also waits for those.
+        """
+        self.reserved[spec.key] = self.need(spec)
 
     def unreserve(self, key: TaskKey) -> None:
         self.reserved.pop(key, None)
@@ -242,11 +249,14 @@ class Planner:
         the whole run of such consumers at once, link after link.
         """
         ahead = getattr(self.executor, "chains", False)
+        could_chain = getattr(self.executor, "could_chain", None)
         waiting = self.scheduler.waiting
         while spec.key.batch is None and not self.scheduler.stopped:
             name = spec.key.stage
             if not any(waiting.get(u) == {name} for u in self.scheduler.consumers_of.get(name, ())):
                 return  # no consumer waits on this stage alone: the policy could not pick one
+            if could_chain is not None and not could_chain(spec.key):
+                return  # nowhere to queue it now: no task is built for nothing
             user = policies.chain_consumer(name, [
                 c for c in self._consumers(name)
                 if c.name in self.scheduler.waiting and c.name not in self.chained

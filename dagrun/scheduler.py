@@ -123,8 +123,9 @@ class Scheduler:
             if not deps:
                 del self.waiting[consumer]
                 step.ready.append(consumer)
-        self.ready.extend(step.ready)
-        self.ready.sort(key=self._rank)
+        if step.ready:
+            self.ready.extend(step.ready)
+            self.ready.sort(key=self._rank)
         return step
 
     def fail(self, key: TaskKey) -> Step:

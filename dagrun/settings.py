@@ -65,10 +65,11 @@ class Tuning:
     signal_merge_s: float = 1.0
 
     # -- the local process pool --
-    # Tasks a worker may hold: the running one and one queued behind it.
-    prefetch: int = 2
-    # Only tasks typically shorter than this get one queued behind them: behind a long task
-    # the queued one would wait while other workers idle.
+    # Tasks a worker may hold: the running one and those queued behind it, sent to it in one
+    # write (no driver round trip between them).
+    prefetch: int = 16
+    # A worker gets more tasks queued only while the typical times of what it holds add up
+    # to less than this: behind a long task the queued ones would wait while others idle.
     short_task_s: float = 0.005
     # Results from this size on pull their consumers to the worker that wrote them (it still
     # has the pages mapped).

@@ -22,6 +22,7 @@ a retried stage it includes the failed attempts and the delays between them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,8 +51,22 @@ class TaskSpan:
 
 def seconds(timestamp: Any) -> float | None:
     """An event's ISO 8601 timestamp as seconds since the epoch (None if unreadable)."""
+    text = str(timestamp)
+    if len(text) == 27 and text[19] == "." and text[26] == "Z":  # as ``events`` writes them
+        whole = _whole_seconds(text[:19])
+        if whole is not None and text[20:26].isdigit():
+            return whole + int(text[20:26]) / 1e6
     try:
-        return datetime.fromisoformat(str(timestamp)).timestamp()
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=64)
+def _whole_seconds(text: str) -> float | None:
+    """``YYYY-MM-DDTHH:MM:SS`` (UTC) as seconds since the epoch: parsed once per second."""
+    try:
+        return datetime.fromisoformat(text + "+00:00").timestamp()
     except ValueError:
         return None
 
@@ -175,10 +190,15 @@ _ROW_EVENTS = frozenset({"task_started", "task_finished", "task_failed", "task_r
 
 
 def _stage_rows(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One row per stage, in one pass over the events (a large run has a million of them).
+
+    A stage's ``task_wall_s`` sums its attempts' spans and ``wall_s`` runs from
+    the first span's start to the last one's end, the spans being those of
+    ``task_spans``.
+    """
     rows: dict[str, dict[str, Any]] = {}
-    spans: dict[str, list[TaskSpan]] = {}
-    for span in task_spans(events):
-        spans.setdefault(span.stage, []).append(span)
+    opened: dict[tuple[Any, ...], dict[str, Any]] = {}  # task_started not closed yet
+    spans: dict[str, list[float]] = {}  # stage -> [sum of spans, first start, last end]
     for e in events:
         kind = e.get("event")
         if kind not in _ROW_EVENTS and not (isinstance(kind, str) and kind.startswith("task_")
@@ -190,7 +210,14 @@ def _stage_rows(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         row = rows.get(stage)
         if row is None:
             row = rows[stage] = _empty_row(str(stage))
-        row["attempts"] = max(row["attempts"], int(e.get("attempt") or 0))
+        attempt = int(e.get("attempt") or 0)
+        if attempt > row["attempts"]:
+            row["attempts"] = attempt
+        if kind == "task_started":
+            opened[(stage, e.get("batch"), e.get("attempt"))] = e
+            if row["status"] == "pending":
+                row["status"] = "running"
+            continue
         if kind == "task_finished":
             row["cpu_s"] += float(e.get("cpu_s") or 0.0)
             row["max_rss_bytes"] = max(row["max_rss_bytes"], int(e.get("max_rss_bytes") or 0))
@@ -205,18 +232,18 @@ def _stage_rows(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 row["status"] = "succeeded"
         elif kind == "task_failed" and e.get("level") != "warning":
             row["status"] = "failed"
-        elif kind == "task_started" and row["status"] == "pending":
-            row["status"] = "running"
         elif kind == "task_skipped":
             reason = e.get("reason")
             row["status"] = "cached" if reason == "cached" else "skipped"
             row["cached"] = reason == "cached"
             row["reason"] = reason
+        if kind in ("task_finished", "task_failed"):
+            _close_span(e, kind, opened.pop((stage, e.get("batch"), e.get("attempt")), None),
+                        spans, str(stage))
     for name, row in rows.items():
-        own = spans.get(name, [])
-        row["task_wall_s"] = round(sum((s.end - s.start for s in own), 0.0), 6)
-        span = max(s.end for s in own) - min(s.start for s in own) if own else 0.0
-        row["wall_s"] = round(span, 6)
+        total, first, last = spans.get(name, (0.0, 0.0, 0.0))
+        row["task_wall_s"] = round(total, 6)
+        row["wall_s"] = round(last - first, 6)
         row["cpu_s"] = round(row["cpu_s"], 6)
         row["transport"] = "+".join(sorted(row.pop("_transports"))) or None
         if row["cached"] and row["status"] == "succeeded":
@@ -224,6 +251,26 @@ def _stage_rows(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if row["batches"] == 0:
             row["batches"] = None
     return {n: r for n, r in rows.items() if r.get("reason") != "not_selected"}
+
+
+def _close_span(e: dict[str, Any], kind: str, begun: dict[str, Any] | None,
+                spans: dict[str, list[float]], stage: str) -> None:
+    """Add the attempt ``e`` closes to its stage's span totals (as ``task_spans`` measures it)."""
+    end = seconds(e.get("timestamp"))
+    if end is None:
+        return
+    if kind == "task_finished":
+        start = end - float(e.get("wall_s") or 0.0)
+    else:
+        at = seconds(begun.get("timestamp")) if begun else None
+        start = min(at, end) if at is not None else end
+    known = spans.get(stage)
+    if known is None:
+        spans[stage] = [end - start, start, end]
+    else:
+        known[0] += end - start
+        known[1] = min(known[1], start)
+        known[2] = max(known[2], end)
 
 
 def _empty_row(stage: str) -> dict[str, Any]:

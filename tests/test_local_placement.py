@@ -47,7 +47,7 @@ def test_keep_pins_a_task_to_the_worker_holding_its_input():
     assert held_by(task) == 42
     kw = {"size": 2, "limits": LIMITS, "writers": {}}
     assert place(task, [7, 42], [], **kw) == Placement(idle=1)
-    assert place(task, [], [WorkerView(42, (10.0,))], **kw) == Placement(busy=42)
+    assert place(task, [], [WorkerView(42, 1, 10.0)], **kw) == Placement(busy=42)
     assert place(task, [7], [WorkerView(8)], **kw) == Placement(lost=42)
 
 
@@ -64,27 +64,31 @@ def test_near_prefers_the_idle_worker_that_wrote_most_input_bytes():
 
 def test_a_new_worker_before_queueing_behind_a_busy_one():
     """Below the pool's size a worker is started; at size, the shortest queue that may queue."""
-    busy = [WorkerView(1, (0.001,)), WorkerView(2, (0.001, 0.001))]
+    busy = [WorkerView(1, 1, 0.001), WorkerView(2, 2, 0.002)]
     assert place(spec(), [], busy, size=3, limits=LIMITS, writers={}) == Placement(new=True)
     assert place(spec(), [], busy, size=2, limits=LIMITS, writers={}) == Placement(busy=1)
 
 
 def test_may_queue_only_behind_known_short_tasks():
-    """Queueing needs a ready worker, room, only short known tasks, and no recycling soon."""
-    assert may_queue(WorkerView(1, (0.001,)), LIMITS)
-    assert not may_queue(WorkerView(1, (0.5,)), LIMITS)
-    assert not may_queue(WorkerView(1, (None,)), LIMITS)
-    assert not may_queue(WorkerView(1, (0.001, 0.001)), LIMITS)
-    assert not may_queue(WorkerView(1, (0.001,), ready=False), LIMITS)
+    """Queueing needs a ready worker, room, known tasks that add up to a short time, and no
+    recycling soon."""
+    assert may_queue(WorkerView(1, 1, 0.001), LIMITS)
+    assert not may_queue(WorkerView(1, 1, 0.5), LIMITS)
+    assert not may_queue(WorkerView(1, 1, None), LIMITS)
+    assert not may_queue(WorkerView(1, 2, 0.002), LIMITS)
+    assert not may_queue(WorkerView(1, 1, 0.001, ready=False), LIMITS)
     recycled = Limits(prefetch=2, short_s=0.005, max_tasks=3)
-    assert not may_queue(WorkerView(1, (0.001,), tasks_done=2), recycled)
+    assert not may_queue(WorkerView(1, 1, 0.001, tasks_done=2), recycled)
+    deep = Limits(prefetch=16, short_s=0.005)
+    assert may_queue(WorkerView(1, 8, 0.004), deep)
+    assert not may_queue(WorkerView(1, 8, 0.006), deep)  # short each, too long together
 
 
 def test_may_chain_behind_the_one_running_task():
     """A link waits behind a lone running task, unless the worker is recycled before it runs."""
-    assert may_chain(WorkerView(1, (3.0,)), LIMITS)
-    assert not may_chain(WorkerView(1, (3.0, 0.1)), LIMITS)
-    assert not may_chain(WorkerView(1, (3.0,), tasks_done=1), Limits(2, 0.005, max_tasks=2))
+    assert may_chain(WorkerView(1, 1, 3.0), LIMITS)
+    assert not may_chain(WorkerView(1, 2, 3.1), LIMITS)
+    assert not may_chain(WorkerView(1, 1, 3.0, tasks_done=1), Limits(2, 0.005, max_tasks=2))
     assert held_by(spec(a=Pending("x"))) is None
 
 

@@ -97,6 +97,11 @@ def test_stage_rows_cover_map_retry_failure_skip_and_cache():
     assert rows["after"]["status"] == "skipped" and rows["after"]["reason"] == "upstream_failed"
     assert rows["old"]["status"] == "cached" and rows["old"]["cached"] is True
     assert rows["src"]["transport"] == "pickle" and rows["src"]["batches"] is None
+    for name, row in rows.items():  # the rows' times are those of the task spans
+        own = [s for s in task_spans(events) if s.stage == name]
+        total = sum(s.end - s.start for s in own)
+        span = max(s.end for s in own) - min(s.start for s in own) if own else 0.0
+        assert (row["task_wall_s"], row["wall_s"]) == (pytest.approx(total), pytest.approx(span))
 
 
 def test_task_spans_start_failed_attempts_at_task_started():

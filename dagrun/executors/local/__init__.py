@@ -22,8 +22,12 @@ its last lines of output (``tail``). Pool-wide: ``_idle``, ``_busy``,
 ``_typical`` (wall time per stage function), ``_events`` (in order).
 
 Each worker runs one task at a time, so the executor always knows which
-task a dead worker was running. Behind a task whose function is known to be
-short (a few ms), one more task may be queued in the worker's pipe; a task
+task a dead worker was running. Behind tasks whose functions are known to be
+short, more tasks may be queued in the worker's pipe, while the typical
+times of what it holds add up to a few ms (``short_task_s``, at most
+``prefetch`` tasks); those submitted in one round go in one write, just
+before the pool waits, and the outcomes waiting in a worker's pipe are all
+handled in one wake. A task
 ``chain``ed behind the one a worker runs gets that result inside the worker
 (or, if it failed, is answered ``SKIPPED``); if the worker dies, queued
 tasks go elsewhere and chained ones are planned again by the runner.

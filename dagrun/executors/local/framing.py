@@ -23,15 +23,20 @@ def send(fd: int, payload: bytes) -> None:
     """Write one message to ``fd`` (blocking; OSError when the other side is gone)."""
     size = len(payload)
     if size <= SMALL:
-        _write_all(fd, _LENGTH.pack(size) + payload)
+        write_all(fd, frame(payload))
         return
     header = _LENGTH.pack(size) if size <= 0x7FFFFFFF else _LENGTH.pack(-1) + _LONG_LENGTH.pack(
         size)
-    _write_all(fd, header)
-    _write_all(fd, payload)
+    write_all(fd, header)
+    write_all(fd, payload)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def frame(payload: bytes) -> bytes:
+    """A small message with its length in front (``SMALL`` bytes at most)."""
+    return _LENGTH.pack(len(payload)) + payload
+
+
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]

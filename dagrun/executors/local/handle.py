@@ -56,6 +56,9 @@ class Worker:
         self.conn = conn
         self.raw = raw  # read end's fd -> (its connection, its line splitter)
         self.queue: deque[TaskSpec] = deque()
+        self._typical: deque[float | None] = deque()  # typical wall time of each held task
+        self.held_s = 0.0  # their sum, the unknown ones left out
+        self.unknown = 0  # how many of them have no typical time yet
         self.deadline: float | None = None
         self.tasks_done = 0
         self.peak_rss = 0  # highest sample during the current task
@@ -65,11 +68,44 @@ class Worker:
         self.fd = conn.fileno()
         self.inbox = framing.Inbox(self.fd)  # what it sent that is not handled yet
         self.gone = False  # closed: its fd numbers may already belong to a new worker
+        self.outbox = bytearray()  # small messages not written yet (``flush`` writes them)
 
     @property
     def spec(self) -> TaskSpec | None:
         """The task this worker is running now."""
         return self.queue[0] if self.queue else None
+
+    def hold(self, spec: TaskSpec, typical: float | None) -> None:
+        """``spec`` joins the tasks it holds (``typical``: how long such a task takes, if known)."""
+        self.queue.append(spec)
+        self._typical.append(typical)
+        if typical is None:
+            self.unknown += 1
+        else:
+            self.held_s += typical
+
+    def take(self) -> TaskSpec:
+        """The first task it holds (the running one), no longer held."""
+        typical = self._typical.popleft()
+        if not self._typical:
+            self.held_s, self.unknown = 0.0, 0  # no rounding error accumulates
+        elif typical is None:
+            self.unknown -= 1
+        else:
+            self.held_s -= typical
+        return self.queue.popleft()
+
+    def drop_queued(self) -> list[TaskSpec]:
+        """The tasks queued behind the running one, no longer held."""
+        queued = []
+        while len(self.queue) > 1:
+            typical = self._typical.pop()
+            if typical is None:
+                self.unknown -= 1
+            else:
+                self.held_s -= typical
+            queued.append(self.queue.pop())
+        return queued[::-1]
 
     def watched(self) -> dict[int, str]:
         """fd -> what it is (``conn``, ``sentinel``, ``raw``), for the pool's poll."""
@@ -78,11 +114,31 @@ class Worker:
         return fds
 
     def send(self, payload: bytes) -> None:
-        """One message to the worker."""
-        try:
-            framing.send(self.fd, payload)
-        except (OSError, ValueError):
-            pass  # the worker is dead: its sentinel reports it
+        """One message to the worker, written now."""
+        self.post(payload)
+        self.flush()
+
+    def post(self, payload: bytes) -> None:
+        """One message to the worker, written with the others at the next ``flush``."""
+        if len(payload) > framing.SMALL:
+            self.flush()
+            try:
+                framing.send(self.fd, payload)
+            except (OSError, ValueError):
+                pass  # the worker is dead: its sentinel reports it
+            return
+        self.outbox += framing.frame(payload)
+
+    def flush(self) -> None:
+        """Write the posted messages, in one write where the pipe has room."""
+        if self.outbox:
+            data, self.outbox = self.outbox, bytearray()
+            if self.gone:
+                return  # its fd number may already be another worker's
+            try:
+                framing.write_all(self.fd, data)
+            except (OSError, ValueError):
+                pass  # the worker is dead: its sentinel reports it
 
     def read_raw(self, fd: int, *, drain: bool = False) -> tuple[list[Line], bool]:
         """Complete lines now readable on raw pipe ``fd`` (all of it with ``drain``); at EOF?"""

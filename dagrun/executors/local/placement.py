@@ -35,7 +35,8 @@ class WorkerView(NamedTuple):
     each time the pool counts its room)."""
 
     pid: int
-    queued: tuple[float | None, ...] = ()  # typical wall time (s) of each task it holds
+    held: int = 0  # tasks it holds: the running one and those queued behind it
+    held_s: float | None = 0.0  # their typical wall times (s) summed; None if one is unknown
     ready: bool = True  # has finished starting up
     tasks_done: int = 0
 
@@ -96,7 +97,7 @@ def place(
     queueable = [view for view in busy if may_queue(view, limits)]
     if not queueable:  # no room: the caller checks ``free_slots`` first; queue anyway
         return Placement(busy=busy[0].pid)
-    return Placement(busy=min(queueable, key=lambda view: len(view.queued)).pid)
+    return Placement(busy=min(queueable, key=lambda view: (view.held_s, view.held)).pid)
 
 
 def input_segments(inputs: Iterable[Output | object]) -> list[tuple[str, int]]:
@@ -132,21 +133,22 @@ def nearest(idle: Sequence[int], segments: Iterable[tuple[str, int]],
 
 
 def may_queue(view: WorkerView, limits: Limits) -> bool:
-    """Queue behind this worker only if everything it holds is known to be short.
+    """Queue behind this worker only while what it holds is known to add up to a short time.
 
-    Prefetching saves the driver round trip between short tasks; behind a
-    long task it would leave the queued one waiting while other workers idle.
+    Prefetching saves the driver round trip between short tasks, and lets
+    one write carry several of them; behind a long task it would leave the
+    queued one waiting while other workers idle.
     """
-    if len(view.queued) >= limits.prefetch or not view.ready:
+    if view.held >= limits.prefetch or not view.ready:
         return False
-    if limits.max_tasks and view.tasks_done + len(view.queued) >= limits.max_tasks:
+    if limits.max_tasks and view.tasks_done + view.held >= limits.max_tasks:
         return False
-    return all(t is not None and t <= limits.short_s for t in view.queued)
+    return view.held_s is not None and view.held_s <= limits.short_s
 
 
 def may_chain(view: WorkerView, limits: Limits) -> bool:
     """A task may wait behind the one task this worker runs (never behind a queue)."""
-    if len(view.queued) != 1:
+    if view.held != 1:
         return False
     return not (limits.max_tasks and view.tasks_done + 2 > limits.max_tasks)
 

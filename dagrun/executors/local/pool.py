@@ -18,7 +18,17 @@ from ...pipeline import ModuleSource
 from ...settings import TUNING
 from ...store import StoreConfig
 from .. import capture, oom
-from ..base import ErrorInfo, Event, Ref, Started, TaskLog, TaskMetrics, TaskOutcome, TaskSpec
+from ..base import (
+    ErrorInfo,
+    Event,
+    Ref,
+    Started,
+    TaskKey,
+    TaskLog,
+    TaskMetrics,
+    TaskOutcome,
+    TaskSpec,
+)
 from ..machine import MachineValues
 from . import exits, handle
 from .child import RAW, READY, WorkerInit
@@ -73,6 +83,7 @@ class LocalExecutor(MachineValues):
         self._watched: dict[int, tuple[Worker, str] | None] = {}  # fd -> (worker, what)
         self._idle: list[Worker] = []
         self._busy: dict[Connection, Worker] = {}
+        self._posted: list[Worker] = []  # workers with tasks not written yet
         self._events: list[Event] = []  # outcomes, starts and lines, in the order they happened
         self._funcs = funcs
         self._typical: dict[Any, float] = {}  # function -> typical wall time of its tasks
@@ -84,21 +95,31 @@ class LocalExecutor(MachineValues):
         if free > 0:
             return free  # the runner asks again after each submit: no need to count queues
         return sum(PREFETCH - len(w.queue) for w in self._busy.values()
-                   if len(w.queue) < PREFETCH and may_queue(self._view(w), self._limits))
+                   if may_queue(self._view(w), self._limits))
+
+    def could_chain(self, after: TaskKey) -> bool:
+        """Whether ``chain`` would take a task to run behind ``after`` now."""
+        return self._chain_behind(after) is not None
 
     def chain(self, spec: TaskSpec) -> bool:
         """Queue ``spec`` behind ``spec.after`` in its worker, when that task runs there alone."""
-        worker = next((w for w in self._busy.values()
-                       if w.spec is not None and w.spec.key == spec.after), None)
-        if worker is None or not may_chain(self._view(worker), self._limits):
+        worker = self._chain_behind(spec.after)
+        if worker is None:
             return False
         try:
             payload = _dumps(spec)
         except Exception:  # noqa: BLE001 - submitted the ordinary way, which reports it
             return False
-        worker.queue.append(spec)
-        worker.send(payload)
+        worker.hold(spec, self._typical_of(spec))
+        self._post(worker, payload)
         return True
+
+    def _chain_behind(self, after: TaskKey | None) -> Worker | None:
+        worker = next((w for w in self._busy.values()
+                       if w.spec is not None and w.spec.key == after), None)
+        if worker is None or not may_chain(self._view(worker), self._limits):
+            return None
+        return worker
 
     def submit(self, spec: TaskSpec) -> int | None:
         try:
@@ -144,8 +165,12 @@ class LocalExecutor(MachineValues):
     # -- placing tasks ---------------------------------------------------
     def _place(self, spec: TaskSpec, payload: bytes) -> int | None:
         """Send a task where ``placement.place`` says; its worker's pid if it starts now."""
-        if self._idle and not self.writers and held_by(spec) is None:  # nothing pins or draws it
-            return self._start_on(self._idle.pop(), spec, payload)
+        if not self.writers and held_by(spec) is None:  # nothing pins or draws it: no records
+            if self._idle:
+                return self._start_on(self._idle.pop(), spec, payload)
+            roomiest = self._roomiest()
+            if roomiest is not None and len(self._busy) >= self.workers:
+                return self._start_on(roomiest, spec, payload)
         busy = {w.pid: w for w in self._busy.values()}
         where = place(spec, [w.pid for w in self._idle], [self._view(w) for w in busy.values()],
                       size=self.workers, limits=self._limits, writers=self.writers)
@@ -160,19 +185,47 @@ class LocalExecutor(MachineValues):
             worker = busy[where.busy]  # type: ignore[index]
         return self._start_on(worker, spec, payload)
 
+    def _roomiest(self) -> Worker | None:
+        """The busy worker that may queue a task and holds the least work (as ``place`` picks)."""
+        best, least = None, None
+        for worker in self._busy.values():
+            view = self._view(worker)
+            if may_queue(view, self._limits) and (least is None or (view.held_s, view.held)
+                                                  < least):
+                best, least = worker, (view.held_s, view.held)
+        return best
+
     def _start_on(self, worker: Worker, spec: TaskSpec, payload: bytes) -> int | None:
         """Hand ``spec`` to ``worker``; its pid if it starts now (not queued behind another)."""
-        worker.queue.append(spec)
+        worker.hold(spec, self._typical_of(spec))
         starts_now = len(worker.queue) == 1
         if starts_now:
             self._begin(worker)
             self._busy[worker.conn] = worker
-        worker.send(payload)
-        return worker.pid if starts_now else None
+            worker.send(payload)
+            return worker.pid
+        self._post(worker, payload)
+        return None
+
+    def _post(self, worker: Worker, payload: bytes) -> None:
+        """Send a queued task with the worker's others of this round, before the pool waits
+        (it cannot start before the worker's running task ends anyway)."""
+        if not worker.outbox:
+            self._posted.append(worker)
+        worker.post(payload)
+
+    def flush(self) -> None:
+        """Write the tasks submitted since the last call: one write per worker."""
+        for worker in self._posted:
+            worker.flush()
+        self._posted.clear()
 
     def _view(self, worker: Worker) -> WorkerView:
-        typical = tuple(self._typical.get(self._funcs.get(s.key.stage)) for s in worker.queue)
-        return WorkerView(worker.pid, typical, worker.ready, worker.tasks_done)
+        return WorkerView(worker.pid, len(worker.queue), None if worker.unknown else
+                          worker.held_s, worker.ready, worker.tasks_done)
+
+    def _typical_of(self, spec: TaskSpec) -> float | None:
+        return self._typical.get(self._funcs.get(spec.key.stage))
 
     def _never_ran(self, spec: TaskSpec, info: ErrorInfo) -> None:
         """A task that fails before any worker ran it (no pid: ``Started`` is never sent)."""
@@ -188,6 +241,7 @@ class LocalExecutor(MachineValues):
 
     # -- waiting -------------------------------------------------------------
     def _wait(self, timeout: float | None, wake: int | None) -> None:
+        self.flush()
         if wake is not None and wake not in self._watched:
             self._watched[wake] = None
             self._poll.register(wake, select.POLLIN)
@@ -248,8 +302,7 @@ class LocalExecutor(MachineValues):
                 data = worker.inbox.take()
                 if data is None:
                     return  # part of a message: poll says when the rest is in
-            more = capture.is_record(data) or data == RAW  # the outcome is still to come
-            if not self._handle(worker, data) or not more:
+            if not self._handle(worker, data):
                 return
 
     def _drain(self, worker: Worker) -> bool:
@@ -336,7 +389,7 @@ class LocalExecutor(MachineValues):
 
     def _finish(self, worker: Worker, outcome: TaskOutcome | None) -> None:
         """The worker's current task ended (``None``: a chained task that did not run)."""
-        spec = worker.queue.popleft()
+        spec = worker.take()
         if outcome is not None:
             self._events.append(outcome)
             self._learn(worker, spec, outcome)
@@ -400,9 +453,7 @@ class LocalExecutor(MachineValues):
         outcome = TaskOutcome(spec.key, spec.attempt, None, info, TaskMetrics(worker.pid))
         # Prefetched, never started: they go elsewhere; chained ones need this
         # task's result, so the runner plans them again once it has one.
-        queued = [q for q in list(worker.queue)[1:] if q.after is None]
-        worker.queue.clear()
-        worker.queue.append(spec)
+        queued = [q for q in worker.drop_queued() if q.after is None]
         self._finish(worker, outcome)
         self.writers.died(worker.pid)
         self._forget(worker)
