@@ -88,6 +88,8 @@ class Scheduler:
         if self.stopped:
             return []
         taken, self.ready = self.ready, []
+        if len(taken) > 1:
+            taken.sort(key=self._rank)
         for name in taken:
             self.running[name] = 1
         return taken
@@ -123,9 +125,7 @@ class Scheduler:
             if not deps:
                 del self.waiting[consumer]
                 step.ready.append(consumer)
-        if step.ready:
-            self.ready.extend(step.ready)
-            self.ready.sort(key=self._rank)
+        self.ready.extend(step.ready)
         return step
 
     def fail(self, key: TaskKey) -> Step:

@@ -165,6 +165,8 @@ class TreePayload:
 def segment_refs(handle: Handle) -> list[SegmentRef]:
     """Every segment a handle uses (a container's members included)."""
     payload = handle.payload
+    if type(payload) is bytes:  # a small value travelling inside its handle
+        return []
     if isinstance(payload, ArrayPayload | ArrowPayload | BlobPayload):
         return [payload.segment]
     if isinstance(payload, TreePayload):

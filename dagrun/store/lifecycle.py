@@ -62,10 +62,11 @@ class Store:
 
     def release(self, handle: Handle) -> None:
         """Free one value (its segments go to the free pool or away); safe to call twice."""
-        earlier = list(self._pending.items())
-        self._pending.clear()
-        for path, ref in earlier:
-            self._retire(path, ref)
+        if self._pending:
+            earlier = list(self._pending.items())
+            self._pending.clear()
+            for path, ref in earlier:
+                self._retire(path, ref)
         for ref in {r.name: r for r in segment_refs(handle)}.values():
             self._retire(self._path(ref), ref)
 

@@ -2,7 +2,7 @@
 
     fd 1, fd 2 ──(raw bytes: C code, subprocesses)──────────────▶ driver (Lines)
     conn ◀── task spec, chained spec, None (stop)
-    conn ──▶ READY, then per task: records (L...) ... [RAW] outcome (pickle) | SKIPPED
+    conn ──▶ READY, then per task: records (L...) ... [RAW] outcome (``wire``) | SKIPPED
 
 Both directions use ``framing`` (``Connection``'s framing, read through a
 buffer). Records (``capture.encode``) and outcomes share ``conn`` and one lock, so a
@@ -31,13 +31,12 @@ import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
 
 from ...pipeline import ModuleSource
 from ...store import StoreConfig
 from .. import capture
 from ..base import TaskOutcome
-from . import framing
+from . import framing, wire
 
 READY = b"ready"  # a worker's first message: imports done, the timeout clock may start
 SKIPPED = b"skipped"  # a chained task whose predecessor failed was not run
@@ -106,10 +105,10 @@ def worker_main(conn: Connection, out: Connection, err: Connection, init: Worker
             except (EOFError, OSError):
                 return
             try:
-                spec = pickle.loads(data)
+                spec = wire.read_task(data)
             except Exception as exc:  # noqa: BLE001 - the driver knows which task this was
                 exc.add_note("while the worker unpickled the task's arguments")
-                sender.send(_dumps(error_info(exc, "?")))
+                sender.send(wire.error_message(error_info(exc, "?")))
                 last = None
                 continue
             if spec is None:
@@ -127,10 +126,11 @@ def worker_main(conn: Connection, out: Connection, err: Connection, init: Worker
                 sender.send(RAW)
             last = outcome
             try:
-                payload = _dumps(outcome)
+                payload = wire.outcome_message(outcome)
             except Exception as exc:  # noqa: BLE001 - never leave the driver without an answer
                 info = error_info(exc, spec.key.stage)
-                payload = _dumps(TaskOutcome(spec.key, spec.attempt, None, info, outcome.metrics))
+                payload = wire.outcome_message(
+                    TaskOutcome(spec.key, spec.attempt, None, info, outcome.metrics))
                 last = None
             sender.send(payload)
     finally:
@@ -149,10 +149,6 @@ def _raw_pending() -> bool:
         if struct.unpack("i", buffer)[0]:
             return True
     return False
-
-
-def _dumps(message: Any) -> bytes:
-    return pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
 
 
 def _die_with_parent(driver_pid: int) -> None:

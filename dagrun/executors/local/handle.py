@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import pickle
 import threading
 from collections import deque
 from multiprocessing.connection import Connection
@@ -21,8 +20,8 @@ from typing import Any
 
 from ...settings import TUNING
 from .. import capture
-from ..base import ErrorInfo, TaskMetrics, TaskOutcome, TaskSpec
-from . import framing
+from ..base import TaskOutcome, TaskSpec
+from . import framing, wire
 from .child import SKIPPED, WorkerInit, worker_main
 
 TAIL_LINES = TUNING.tail_lines
@@ -193,10 +192,4 @@ def outcome(data: bytes, spec: TaskSpec, pid: int) -> TaskOutcome | None:
     """The outcome message ``data`` of ``spec`` (None: a chained task that did not run)."""
     if data == SKIPPED:
         return None
-    try:
-        message = pickle.loads(data)
-    except Exception as exc:  # noqa: BLE001 - an outcome that fails to unpickle
-        message = ErrorInfo("raised", type(exc).__name__, f"the result could not be read: {exc}")
-    if isinstance(message, ErrorInfo):  # the worker could not even read the task
-        return TaskOutcome(spec.key, spec.attempt, None, message, TaskMetrics(pid))
-    return message
+    return wire.read_outcome(data, spec, pid)

@@ -30,7 +30,7 @@ from ..base import (
     TaskSpec,
 )
 from ..machine import MachineValues
-from . import exits, handle
+from . import exits, handle, wire
 from .child import RAW, READY, WorkerInit
 from .handle import PRELOAD, Line, Worker, default_start_method
 from .placement import Limits, WorkerView, Writers, held_by, may_chain, may_queue, place
@@ -42,11 +42,6 @@ PREFETCH = TUNING.prefetch
 SHORT_TASK_S = TUNING.short_task_s
 NEAR_MIN = TUNING.near_min
 MESSAGES_PER_WAKE = TUNING.messages_per_wake
-
-
-def _dumps(message: Any) -> bytes:
-    """A task message (plain pickle: nothing in a task needs multiprocessing's reducers)."""
-    return pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
 
 
 class LocalExecutor(MachineValues):
@@ -94,8 +89,9 @@ class LocalExecutor(MachineValues):
         free = self.workers - len(self._busy)  # idle workers and those not started yet
         if free > 0:
             return free  # the runner asks again after each submit: no need to count queues
-        return sum(PREFETCH - len(w.queue) for w in self._busy.values()
-                   if may_queue(self._view(w), self._limits))
+        # One is enough: the runner asks again after each submit, and the room a worker
+        # has left depends on how long the tasks it was given take.
+        return 0 if self._roomiest() is None else 1
 
     def could_chain(self, after: TaskKey) -> bool:
         """Whether ``chain`` would take a task to run behind ``after`` now."""
@@ -107,7 +103,7 @@ class LocalExecutor(MachineValues):
         if worker is None:
             return False
         try:
-            payload = _dumps(spec)
+            payload = wire.task_message(spec)
         except Exception:  # noqa: BLE001 - submitted the ordinary way, which reports it
             return False
         worker.hold(spec, self._typical_of(spec))
@@ -123,7 +119,7 @@ class LocalExecutor(MachineValues):
 
     def submit(self, spec: TaskSpec) -> int | None:
         try:
-            payload = _dumps(spec)
+            payload = wire.task_message(spec)
         except Exception as exc:  # noqa: BLE001 - a parameter value that does not pickle
             from ..worker import error_info
 
@@ -150,7 +146,7 @@ class LocalExecutor(MachineValues):
             if cancel or worker.spec is not None:
                 exits.terminate(worker.process)
             else:
-                worker.send(_dumps(None))
+                worker.send(wire.STOP)
         for worker in workers:
             worker.process.join(exits.TERM_GRACE_S)
             exits.terminate(worker.process)
@@ -354,7 +350,7 @@ class LocalExecutor(MachineValues):
         if worker.queue:
             return True  # it went straight on to its next task
         if self._limits.max_tasks and worker.tasks_done >= self._limits.max_tasks:
-            worker.send(_dumps(None))
+            worker.send(wire.STOP)
             worker.process.join(exits.TERM_GRACE_S)
             exits.terminate(worker.process)
             self.writers.died(worker.pid)
@@ -458,7 +454,7 @@ class LocalExecutor(MachineValues):
         self.writers.died(worker.pid)
         self._forget(worker)
         for waiting in queued:
-            pid = self._place(waiting, _dumps(waiting))
+            pid = self._place(waiting, wire.task_message(waiting))
             if pid is not None:
                 self._events.append(Started(waiting, pid))
 
