@@ -11,13 +11,13 @@ unit of time (a structural estimate) and as no memory of its own.
 
 from __future__ import annotations
 
-import json
 import os
-import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from .settings import TUNING
 
@@ -43,7 +43,7 @@ def record(run_dir: Path, pipeline: str, metrics: Iterable[Mapping[str, Any]]) -
         growth[stage] = max(growth.get(stage, 0), int(m.get("rss_growth_bytes") or 0))
     data = {"pipeline": pipeline, "wall_s": wall, "growth": growth}
     try:
-        (run_dir / FILE).write_text(json.dumps(data))
+        (run_dir / FILE).write_bytes(orjson.dumps(data))
     except OSError:
         pass  # estimates are an optimisation: a read-only run directory loses nothing else
 
@@ -62,10 +62,10 @@ def load(state_dir: Path, pipeline: str, limit: int = RECENT) -> Estimates:
         if seen >= limit:
             break
         try:
-            data = json.loads((runs / name / FILE).read_text())
-        except (OSError, ValueError):
+            data = orjson.loads((runs / name / FILE).read_bytes())
+        except (OSError, ValueError):  # orjson.JSONDecodeError is a ValueError
             continue
-        if data.get("pipeline") != pipeline:
+        if not isinstance(data, dict) or data.get("pipeline") != pipeline:
             continue
         seen += 1
         for stage, value in (data.get("wall_s") or {}).items():
@@ -73,9 +73,18 @@ def load(state_dir: Path, pipeline: str, limit: int = RECENT) -> Estimates:
         for stage, value in (data.get("growth") or {}).items():
             growths.setdefault(stage, []).append(int(value))
     return Estimates(
-        {s: statistics.median(v) for s, v in walls.items()},
-        {s: int(statistics.median(v)) for s, v in growths.items()},
+        {s: _median(v) for s, v in walls.items()},
+        {s: int(_median(v)) for s, v in growths.items()},
     )
+
+
+def _median(values: list[float] | list[int]) -> float:
+    """The median (``statistics.median``, without its checks: one per stage of a large run)."""
+    if len(values) == 1:
+        return values[0]
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def default_budget(margin: float) -> int | None:

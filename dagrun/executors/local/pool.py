@@ -79,6 +79,7 @@ class LocalExecutor(MachineValues):
         self._idle: list[Worker] = []
         self._busy: dict[Connection, Worker] = {}
         self._posted: list[Worker] = []  # workers with tasks not written yet
+        self._room: Worker | None = None  # where ``free_slots`` found room just now
         self._events: list[Event] = []  # outcomes, starts and lines, in the order they happened
         self._funcs = funcs
         self._typical: dict[Any, float] = {}  # function -> typical wall time of its tasks
@@ -91,7 +92,8 @@ class LocalExecutor(MachineValues):
             return free  # the runner asks again after each submit: no need to count queues
         # One is enough: the runner asks again after each submit, and the room a worker
         # has left depends on how long the tasks it was given take.
-        return 0 if self._roomiest() is None else 1
+        self._room = self._roomiest()  # the next ``submit`` goes there (nothing changes between)
+        return 0 if self._room is None else 1
 
     def could_chain(self, after: TaskKey) -> bool:
         """Whether ``chain`` would take a task to run behind ``after`` now."""
@@ -107,6 +109,7 @@ class LocalExecutor(MachineValues):
         except Exception:  # noqa: BLE001 - submitted the ordinary way, which reports it
             return False
         worker.hold(spec, self._typical_of(spec))
+        self._room = None
         self._post(worker, payload)
         return True
 
@@ -164,7 +167,7 @@ class LocalExecutor(MachineValues):
         if not self.writers and held_by(spec) is None:  # nothing pins or draws it: no records
             if self._idle:
                 return self._start_on(self._idle.pop(), spec, payload)
-            roomiest = self._roomiest()
+            roomiest, self._room = self._room or self._roomiest(), None
             if roomiest is not None and len(self._busy) >= self.workers:
                 return self._start_on(roomiest, spec, payload)
         busy = {w.pid: w for w in self._busy.values()}
@@ -238,6 +241,7 @@ class LocalExecutor(MachineValues):
     # -- waiting -------------------------------------------------------------
     def _wait(self, timeout: float | None, wake: int | None) -> None:
         self.flush()
+        self._room = None  # workers may finish or die meanwhile
         if wake is not None and wake not in self._watched:
             self._watched[wake] = None
             self._poll.register(wake, select.POLLIN)
