@@ -100,6 +100,7 @@ class _Stamp:
     def __init__(self) -> None:
         self.second = -1
         self.prefix = ""
+        self.last = 0  # the latest stamp, in microseconds since the epoch
 
     def __call__(self, _: Any, level: str, event: dict[str, Any]) -> Any:
         event["timestamp"] = self.now()
@@ -108,7 +109,7 @@ class _Stamp:
 
     def now(self) -> str:
         """The current UTC time, ISO 8601 with microseconds."""
-        micros = time.time_ns() // 1000
+        micros = self.last = time.time_ns() // 1000
         second, fraction = divmod(micros, 1_000_000)
         if second != self.second:  # strftime once a second: the rest is string work
             self.second = second
@@ -152,6 +153,11 @@ class EventLog:
                 self._console = PlainConsole(stream, quiet)
         self._stamp = _Stamp()
         self._closed = False
+
+    @property
+    def last_time(self) -> float:
+        """When the latest event was stamped, in seconds since the epoch (its timestamp)."""
+        return self._stamp.last / 1e6
 
     def emit(self, event: str, level: str = "info", **fields: Any) -> None:
         """Write one event now."""

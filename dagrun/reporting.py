@@ -14,6 +14,7 @@ from typing import Any
 from .events import EventLog
 from .executors.base import ErrorInfo, TaskLog, TaskOutcome, TaskSpec
 from .scheduler import TaskKey
+from .summary import StageRows
 
 
 class Reporter:
@@ -24,6 +25,7 @@ class Reporter:
         self.metrics: list[dict[str, Any]] = []
         self.skipped: dict[str, str] = {}
         self.batches: dict[str, int] = {}  # mapped stage -> how many batches it runs as
+        self.rows = StageRows()  # the summary's stage rows, kept as the events are written
 
     def started(
         self, spec: TaskSpec, worker: int | str, host: str | None, priority: float,
@@ -39,6 +41,7 @@ class Reporter:
         if spec.key.batch is not None:
             record.update(self._batch(spec.key, spec.items))
         self.events.write("task_started", record)
+        self.rows.started(spec.key.stage, spec.key.batch, spec.attempt, self.events.last_time)
 
     def finished(self, outcome: TaskOutcome) -> None:
         m = outcome.metrics
@@ -64,6 +67,9 @@ class Reporter:
             record["items"] = m.items
         self.metrics.append(record)
         self.events.write("task_finished", record)
+        self.rows.finished(outcome.key.stage, outcome.key.batch, outcome.attempt,
+                           self.events.last_time, record["wall_s"], record["cpu_s"],
+                           m.max_rss_bytes, m.input_bytes, m.output_bytes, m.transport, False)
 
     def failed(self, key: TaskKey, attempt: int, info: ErrorInfo, *, final: bool) -> None:
         self.events.emit(
@@ -76,6 +82,7 @@ class Reporter:
             traceback=info.traceback,
             **_batch_fields(key),
         )
+        self.rows.failed(key.stage, key.batch, attempt, self.events.last_time, final=final)
 
     def retrying(self, key: TaskKey, attempt: int, delay: float, *, alone: bool = False) -> None:
         extra = {"alone": True, "reason": "out_of_memory"} if alone else {}
@@ -87,11 +94,13 @@ class Reporter:
             **extra,
             **_batch_fields(key),
         )
+        self.rows.seen(key.stage, attempt)
 
     def skip(self, stage: str, reason: str) -> None:
         if stage not in self.skipped:
             self.skipped[stage] = reason
             self.events.emit("task_skipped", stage=stage, reason=reason)
+            self.rows.skipped(stage, None, reason)
 
     def log(self, line: TaskLog) -> None:
         self.events.emit(

@@ -82,6 +82,7 @@ def emit_start(run: _Run) -> None:
         params = mask_params(graph)
     except ImportError:
         params = {}
+    run.edges = [(u, v) for u, v in graph.edges() if u in selected]
     run.events.emit(
         "run_started",
         pipeline=graph.pipeline.name,
@@ -90,11 +91,12 @@ def emit_start(run: _Run) -> None:
         executor=run.options.executor,
         start_method=run.options.start_method if run.options.executor == "local" else None,
         targets=list(graph.targets),
-        edges=[[u, v] for u, v in graph.edges() if u in selected],
+        edges=[list(edge) for edge in run.edges],
         params=params,
         run_date=run.run_date.isoformat() if run.run_date is not None else None,
         driver_pid=os.getpid(),
     )
+    run.started_time = run.events.last_time
     for name in graph.order:
         if name not in selected:
             run.report.skip(name, "not_selected")
@@ -163,13 +165,12 @@ def finish_result(run: _Run, status: str, stop: BaseException | None, wall: floa
 
 
 def _summary(run: _Run) -> None:
-    try:
-        from .summary import summarize
-    except ImportError:
-        return
-    records = getattr(run.events, "records", None)
-    if records is not None:
-        run.events.emit("run_summary", **summarize(records, run.options.workers))
+    """``run_summary`` from the rows the reporter kept, from ``run_started`` to now."""
+    from .summary import summary_of
+
+    wall = max(0.0, run.events.last_time - run.started_time)
+    run.events.emit("run_summary", **summary_of(run.report.rows.result(), run.edges,
+                                                run.options.workers, wall))
 
 
 def stage_error(stage: str, info: ErrorInfo) -> StageFailed:

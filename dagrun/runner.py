@@ -110,6 +110,8 @@ class _Run:
         self.events = EventLog(run_id, self.run_dir / "events.jsonl", log_format=options.log_format,
                                console=console, **({"quiet": True} if options.quiet else {}))
         self.report = Reporter(self.events)
+        self.edges: list[tuple[str, str]] = []  # the selected DAG's, as ``run_started`` says
+        self.started_time = time.time()  # when ``run_started`` was stamped
         self.exe: Any = None
         self.guard: SignalGuard | None = None
         self.deadline = None if options.max_runtime is None else time.monotonic() + (

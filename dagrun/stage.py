@@ -77,12 +77,10 @@ class Stage:
         self, name: str | None = None, *, inputs: Mapping[str, str] | None = None, **params: Any
     ) -> Stage:
         """A copy of this stage under ``name``, with inputs renamed and parameters bound."""
-        return replace(
-            self,
-            name=name or self.name,
-            inputs={**self.inputs, **(inputs or {})},
-            bound={**self.bound, **params},
-        )
+        # Built directly (``dataclasses.replace`` reads every field's definition each
+        # time): a generated pipeline binds one stage thousands of times.
+        return Stage(self.func, name or self.name, self.options, {**self.inputs, **(inputs or {})},
+                     {**self.bound, **params}, self.prefix)
 
     def same_as(self, other: Stage) -> bool:
         """True when both describe the same node (a stage reached twice by import)."""

@@ -121,9 +121,15 @@ def summarize(
     events = list(events)
     start = next((e for e in events if e.get("event") == "run_started"), {})
     edges = [(str(a), str(b)) for a, b in start.get("edges") or ()]
-    rows = _stage_rows(events)
     if wall_s is None:
         wall_s = _run_wall(events, start)
+    return summary_of(_stage_rows(events), edges, workers, wall_s)
+
+
+def summary_of(
+    rows: dict[str, dict[str, Any]], edges: list[tuple[str, str]], workers: int, wall_s: float
+) -> dict[str, Any]:
+    """The ``run_summary`` fields from the stage rows (``StageRows.result``) and the DAG."""
     cpu = sum(row["cpu_s"] for row in rows.values())
     path, length = critical_path(edges, {n: r["wall_s"] for n, r in rows.items()})
     ran = [r for r in rows.values() if r["status"] not in ("skipped", "cached")]
@@ -190,87 +196,136 @@ _ROW_EVENTS = frozenset({"task_started", "task_finished", "task_failed", "task_r
 
 
 def _stage_rows(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """One row per stage, in one pass over the events (a large run has a million of them).
-
-    A stage's ``task_wall_s`` sums its attempts' spans and ``wall_s`` runs from
-    the first span's start to the last one's end, the spans being those of
-    ``task_spans``.
-    """
-    rows: dict[str, dict[str, Any]] = {}
-    opened: dict[tuple[Any, ...], dict[str, Any]] = {}  # task_started not closed yet
-    spans: dict[str, list[float]] = {}  # stage -> [sum of spans, first start, last end]
+    """One row per stage, from a run's event dicts."""
+    rows = StageRows()
     for e in events:
-        kind = e.get("event")
+        get = e.get
+        kind = get("event")
         if kind not in _ROW_EVENTS and not (isinstance(kind, str) and kind.startswith("task_")
                                             and kind != "task_log"):
             continue
-        stage = e.get("stage")
+        stage = get("stage")
         if stage is None:
             continue
-        row = rows.get(stage)
-        if row is None:
-            row = rows[stage] = _empty_row(str(stage))
-        attempt = int(e.get("attempt") or 0)
-        if attempt > row["attempts"]:
-            row["attempts"] = attempt
+        batch, attempt = get("batch"), get("attempt")
         if kind == "task_started":
-            opened[(stage, e.get("batch"), e.get("attempt"))] = e
-            if row["status"] == "pending":
-                row["status"] = "running"
-            continue
-        if kind == "task_finished":
-            row["cpu_s"] += float(e.get("cpu_s") or 0.0)
-            row["max_rss_bytes"] = max(row["max_rss_bytes"], int(e.get("max_rss_bytes") or 0))
-            row["input_bytes"] += int(e.get("input_bytes") or 0)
-            row["output_bytes"] += int(e.get("output_bytes") or 0)
-            if e.get("transport"):
-                row["_transports"].add(str(e["transport"]))
-            row["cached"] = row["cached"] or bool(e.get("cached"))
-            if e.get("batch") is not None:
-                row["batches"] += 1
-            if row["status"] in ("pending", "running"):
-                row["status"] = "succeeded"
-        elif kind == "task_failed" and e.get("level") != "warning":
-            row["status"] = "failed"
+            rows.started(stage, batch, attempt, get("timestamp"))
+        elif kind == "task_finished":
+            rows.finished(stage, batch, attempt, seconds(get("timestamp")), get("wall_s"),
+                          get("cpu_s"), get("max_rss_bytes"), get("input_bytes"),
+                          get("output_bytes"), get("transport"), get("cached"))
+        elif kind == "task_failed":
+            rows.failed(stage, batch, attempt, seconds(get("timestamp")),
+                        final=get("level") != "warning")
         elif kind == "task_skipped":
-            reason = e.get("reason")
-            row["status"] = "cached" if reason == "cached" else "skipped"
-            row["cached"] = reason == "cached"
-            row["reason"] = reason
-        if kind in ("task_finished", "task_failed"):
-            _close_span(e, kind, opened.pop((stage, e.get("batch"), e.get("attempt")), None),
-                        spans, str(stage))
-    for name, row in rows.items():
-        total, first, last = spans.get(name, (0.0, 0.0, 0.0))
-        row["task_wall_s"] = round(total, 6)
-        row["wall_s"] = round(last - first, 6)
-        row["cpu_s"] = round(row["cpu_s"], 6)
-        row["transport"] = "+".join(sorted(row.pop("_transports"))) or None
-        if row["cached"] and row["status"] == "succeeded":
-            row["status"] = "cached"
-        if row["batches"] == 0:
-            row["batches"] = None
-    return {n: r for n, r in rows.items() if r.get("reason") != "not_selected"}
+            rows.skipped(stage, attempt, get("reason"))
+        else:
+            rows.seen(stage, attempt)
+    return rows.result()
 
 
-def _close_span(e: dict[str, Any], kind: str, begun: dict[str, Any] | None,
-                spans: dict[str, list[float]], stage: str) -> None:
-    """Add the attempt ``e`` closes to its stage's span totals (as ``task_spans`` measures it)."""
-    end = seconds(e.get("timestamp"))
-    if end is None:
-        return
-    if kind == "task_finished":
-        start = end - float(e.get("wall_s") or 0.0)
-    else:
-        at = seconds(begun.get("timestamp")) if begun else None
-        start = min(at, end) if at is not None else end
-    known = spans.get(stage)
-    if known is None:
-        spans[stage] = [end - start, start, end]
-    else:
-        known[0] += end - start
-        known[1] = min(known[1], start)
-        known[2] = max(known[2], end)
+class StageRows:
+    """A run's per-stage rows, fed one task event at a time.
+
+    ``summarize`` feeds it a run's event dicts; the runner's ``Reporter``
+    feeds it as it writes each event, so a large run's summary is ready when
+    the run ends instead of costing a pass over every event then. A stage's
+    ``task_wall_s`` sums its attempts' spans (as ``task_spans`` measures them)
+    and ``wall_s`` runs from the first span's start to the last one's end.
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[Any, dict[str, Any]] = {}
+        self._begun: dict[tuple[Any, Any, Any], Any] = {}  # open attempt -> its start
+        self._spans: dict[str, list[float]] = {}  # stage -> [sum of spans, first start, end]
+
+    def started(self, stage: Any, batch: Any, attempt: Any, at: Any) -> None:
+        """An attempt began at ``at`` (seconds since the epoch, or an event's timestamp)."""
+        row = self._row(stage, attempt)
+        self._begun[(stage, batch, attempt)] = at
+        if row["status"] == "pending":
+            row["status"] = "running"
+
+    def finished(
+        self, stage: Any, batch: Any, attempt: Any, end: float | None, wall_s: Any, cpu_s: Any,
+        max_rss_bytes: Any, input_bytes: Any, output_bytes: Any, transport: Any, cached: Any,
+    ) -> None:
+        """An attempt ended at ``end`` with these metrics (as ``task_finished`` has them)."""
+        row = self._row(stage, attempt)
+        row["cpu_s"] += float(cpu_s or 0.0)
+        peak = int(max_rss_bytes or 0)
+        if peak > row["max_rss_bytes"]:
+            row["max_rss_bytes"] = peak
+        row["input_bytes"] += int(input_bytes or 0)
+        row["output_bytes"] += int(output_bytes or 0)
+        if transport:
+            row["_transports"].add(str(transport))
+        if cached:
+            row["cached"] = True
+        if batch is not None:
+            row["batches"] += 1
+        if row["status"] in ("pending", "running"):
+            row["status"] = "succeeded"
+        self._begun.pop((stage, batch, attempt), None)
+        if end is not None:
+            self._span(str(stage), end - float(wall_s or 0.0), end)
+
+    def failed(self, stage: Any, batch: Any, attempt: Any, end: float | None, *,
+               final: bool) -> None:
+        """An attempt failed at ``end`` (``final``: for good; else it is tried again)."""
+        row = self._row(stage, attempt)
+        if final:
+            row["status"] = "failed"
+        begun = self._begun.pop((stage, batch, attempt), None)
+        if end is not None:
+            at = seconds(begun) if isinstance(begun, str) else begun
+            self._span(str(stage), min(at, end) if at is not None else end, end)
+
+    def skipped(self, stage: Any, attempt: Any, reason: Any) -> None:
+        row = self._row(stage, attempt)
+        row["status"] = "cached" if reason == "cached" else "skipped"
+        row["cached"] = reason == "cached"
+        row["reason"] = reason
+
+    def seen(self, stage: Any, attempt: Any) -> None:
+        """Any other task event (a retry announced): it counts its attempt."""
+        self._row(stage, attempt)
+
+    def result(self) -> dict[str, dict[str, Any]]:
+        """The finished rows, by stage (stages not selected for the run left out)."""
+        rows = {}
+        for name, row in self.rows.items():
+            if row.get("reason") == "not_selected":
+                continue
+            row = dict(row)
+            total, first, last = self._spans.get(name, (0.0, 0.0, 0.0))
+            row["task_wall_s"] = round(total, 6)
+            row["wall_s"] = round(last - first, 6)
+            row["cpu_s"] = round(row["cpu_s"], 6)
+            row["transport"] = "+".join(sorted(row.pop("_transports"))) or None
+            if row["cached"] and row["status"] == "succeeded":
+                row["status"] = "cached"
+            if row["batches"] == 0:
+                row["batches"] = None
+            rows[name] = row
+        return rows
+
+    def _row(self, stage: Any, attempt: Any) -> dict[str, Any]:
+        row = self.rows.get(stage)
+        if row is None:
+            row = self.rows[stage] = _empty_row(str(stage))
+        if attempt is not None and int(attempt) > row["attempts"]:
+            row["attempts"] = int(attempt)
+        return row
+
+    def _span(self, stage: str, start: float, end: float) -> None:
+        known = self._spans.get(stage)
+        if known is None:
+            self._spans[stage] = [end - start, start, end]
+        else:
+            known[0] += end - start
+            known[1] = min(known[1], start)
+            known[2] = max(known[2], end)
 
 
 def _empty_row(stage: str) -> dict[str, Any]:

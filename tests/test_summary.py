@@ -149,3 +149,27 @@ def test_format_summary_is_a_short_plain_table():
     assert "critical path (7.00 s): a → c → d" in text
     assert len(text.splitlines()) == 2 + 1 + 4
     assert all(ord(ch) >= 32 for ch in text.replace("\n", ""))
+
+
+def test_a_runs_summary_rows_are_those_its_events_give(state_dir, tmp_path):
+    """The rows the runner keeps as it writes events equal those computed from the events
+    file afterwards: a map, a crashed batch retried, a stage left out of the targets."""
+    import json
+
+    import dagrun
+    from tests.conftest import resource
+
+    marker = tmp_path / "crashed"
+    with dagrun.run(resource("faults_resources"), targets=["predict"], workers=2,
+                    params={"crash_marker": str(marker)}, state_dir=state_dir,
+                    log_format="none") as result:
+        assert result.ok
+    lines = (result.run_dir / "events.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in lines]
+    written = next(e for e in events if e["event"] == "run_summary")
+    before = [e for e in events if e["event"] not in ("run_summary", "run_finished")]
+    recomputed = summarize(before, workers=2)
+    assert marker.exists() and any(e["event"] == "task_retrying" for e in events)
+    assert written["stages"] == recomputed["stages"]
+    assert {r["stage"] for r in written["stages"]} == {"items", "predict"}
+    assert written["wall_s"] == pytest.approx(recomputed["wall_s"], abs=1e-3)

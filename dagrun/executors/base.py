@@ -157,17 +157,16 @@ class TaskOutcome(NamedTuple):
         return self.error is None
 
 
-@dataclass(frozen=True)
-class Started:
-    """A task that began after being queued: the worker's pid, or an engine's worker id."""
+class Started(NamedTuple):
+    """A task that began after being queued: the worker's pid, or an engine's worker id
+    (a tuple, like the outcome that follows it)."""
 
     spec: TaskSpec
     pid: int | str
     host: str | None = None
 
 
-@dataclass(frozen=True)
-class TaskLog:
+class TaskLog(NamedTuple):
     """One line a stage wrote: ``stream`` is stdout, stderr, logging or structlog."""
 
     key: TaskKey
