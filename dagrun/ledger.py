@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .executors.base import Batched, Executor, Output, Ref, output_handles
+from .values import concatenate
 
 
 class Ledger:
@@ -75,8 +76,6 @@ class Ledger:
 
         Raises what reading raised (e.g. a result whose unpickling fails).
         """
-        from .executors.worker import concatenate
-
         output = self.outputs[stage]
         parts, opened = [], []
         try:

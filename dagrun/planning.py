@@ -32,7 +32,7 @@ from .executors.base import ErrorInfo, Output, Pending, TaskOutcome, TaskSpec, o
 from .graph import Graph
 from .ledger import Ledger
 from .reporting import Reporter
-from .scheduler import Scheduler, Step, TaskKey
+from .scheduler import NOTHING, Scheduler, Step, TaskKey
 from .settings import RunOptions
 from .store import HELD
 
@@ -58,6 +58,7 @@ class Planner:
         self.levels = policies.bottom_levels(upstream, self.estimates.wall_s)
         self.budget = options.memory or estimates.default_budget(self.tuning.memory_margin)
         self.reserved: dict[TaskKey, int] = {}
+        self._needs: dict[str, int] = {}  # stage -> bytes one of its tasks is predicted to grow by
         self.alone: set[TaskKey] = set()  # retried alone after the out-of-memory killer struck
         self.scheduler = Scheduler(upstream, graph.selected, set(graph.targets),
                                    keep_going=options.keep_going, priority=self.levels)
@@ -80,17 +81,17 @@ class Planner:
     def plan(self, name: str) -> Step:
         """Plan a stage that became ready; the step is not empty when it ended at once."""
         if self.chained.pop(name, None) is not None:
-            return Step()  # already queued in the worker that made its input
+            return NOTHING  # already queued in the worker that made its input
         if self.cache is not None:
             hit = self.cache.lookup(name)
             if hit is not None:
-                return self.scheduler.finish(TaskKey(name)) if hit else Step()
+                return self.scheduler.finish(TaskKey(name)) if hit else NOTHING
         node = self.graph.nodes[name]
         if node.map_input is None:
             spec = self.task(TaskKey(name))
             held = any(_held(output) for output in spec.inputs.values())
             self.push(spec, first=held)  # first, while the worker holding its input is idle
-            return Step()
+            return NOTHING
         length = self.ledger[node.inputs[node.map_input]].length
         if length is None:
             info = ErrorInfo(
@@ -111,7 +112,7 @@ class Planner:
         self.report.batches[name] = len(ranges)
         for index, items in enumerate(ranges):
             self.push(self.task(TaskKey(name, index), items=items))
-        return Step()
+        return NOTHING
 
     def task(
         self, key: TaskKey, attempt: int = 1, *, items: tuple[int, int] | None = None,
@@ -169,10 +170,14 @@ class Planner:
     # -- admission -----------------------------------------------------------
     def need(self, spec: TaskSpec) -> int:
         """Bytes ``spec``'s task is predicted to grow by (the whole budget: it runs alone)."""
-        if spec.key in self.alone:
+        if self.alone and spec.key in self.alone:
             return max(self.budget or 0, 1)
-        declared = self.graph.nodes[spec.key.stage].stage.options.memory
-        return declared or self.estimates.growth.get(spec.key.stage, 0)
+        stage = spec.key.stage
+        need = self._needs.get(stage)
+        if need is None:  # declared, or from history: fixed for the run
+            declared = self.graph.nodes[stage].stage.options.memory
+            need = self._needs[stage] = declared or self.estimates.growth.get(stage, 0)
+        return need
 
     def pop_admitted(self) -> TaskSpec | None:
         """The first queued spec that may start now, memory considered; None if none may."""

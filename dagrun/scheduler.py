@@ -45,6 +45,9 @@ class Step:
     stage_done: bool = False
 
 
+NOTHING = Step()  # "nothing changed", shared: readers never mutate a step they are given
+
+
 class Scheduler:
     """Decides what may run next; told what finished or failed."""
 
@@ -101,13 +104,14 @@ class Scheduler:
 
     def finish(self, key: TaskKey) -> Step:
         """A task succeeded; when it completes its stage, unblock its consumers."""
-        step = Step()
         stage = key.stage
-        if stage not in self.running:
-            return step  # a late batch of a stage that already failed
-        self.running[stage] -= 1
-        if self.running[stage] > 0:
-            return step
+        left = self.running.get(stage)
+        if left is None:
+            return NOTHING  # a late batch of a stage that already failed
+        if left > 1:
+            self.running[stage] = left - 1
+            return NOTHING
+        step = Step()
         del self.running[stage]
         self.done.add(stage)
         step.stage_done = True

@@ -58,5 +58,15 @@ def read_outcome(data: bytes, spec: TaskSpec, pid: int) -> TaskOutcome:
     if isinstance(message, ErrorInfo):
         return TaskOutcome(spec.key, spec.attempt, None, message, TaskMetrics(pid))
     packed, error, metrics = message
-    handle = Handle(*packed) if type(packed) is tuple else packed
+    handle = _handle(packed) if type(packed) is tuple else packed
     return TaskOutcome(spec.key, spec.attempt, handle, error, TaskMetrics._make(metrics))
+
+
+_HANDLE_FIELDS = tuple(Handle.__dataclass_fields__)
+
+
+def _handle(fields: tuple[Any, ...]) -> Handle:
+    """``Handle(*fields)`` without the frozen dataclass's setattr per field (one per task)."""
+    handle = object.__new__(Handle)
+    handle.__dict__.update(zip(_HANDLE_FIELDS, fields, strict=True))
+    return handle
