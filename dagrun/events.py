@@ -12,9 +12,6 @@ configuration is left alone), built on first use for code that logs into the
 run's events through structlog. Either way each event reaches ``_write``,
 which
 
-- appends the dict to ``records`` (the run's summary is computed from them
-  at the end, so nothing is read back from disk); ``task_log`` events are
-  left out, so a stage that prints a million lines costs no memory here;
 - writes it as a JSON line (orjson) to ``events.jsonl``, block-buffered and
   flushed whenever the runner is about to wait, so the file is current
   whenever nothing is happening and a burst of events costs one write;
@@ -137,7 +134,6 @@ class EventLog:
     ) -> None:
         self.run_id = run_id
         self.path = path
-        self.records: list[dict[str, Any]] = []
         self._file = open(path, "ab")  # noqa: SIM115 - closed in close()
         stream = console if console is not None else sys.stdout
         self._json: _JsonConsole | None = None
@@ -182,8 +178,6 @@ class EventLog:
         ).bind(event=None, timestamp=None, level=None, run_id=self.run_id)  # bound once
 
     def _write(self, event: dict[str, Any]) -> None:
-        if event["event"] != "task_log":  # a chatty stage's lines need not stay in memory
-            self.records.append(event)
         line = encode(event)
         self._file.write(line)
         if self._json is not None:
