@@ -8,9 +8,12 @@
                        └── process sentinels: a worker that dies is noticed at once
 
 Modules: ``pool`` (``LocalExecutor``: the pool's lifecycle and the one
-``poll`` loop), ``placement`` (where a task goes: *keep*, *near*, *chain* as
-pure functions), ``child`` (the worker process's main loop), ``exits`` (how
-a worker ended, in words; reaping). What a stage prints or logs is
+``poll`` loop), ``inbound`` (what workers send, in order), ``deaths`` (a
+worker gone or past its deadline, and its tasks), ``placement`` (where a
+task goes: *keep*, *near*, *chain* as pure functions), ``child`` (the
+worker process's main loop), ``wire`` (a task and an outcome as messages),
+``framing`` (messages on a pipe), ``handle`` (one worker as the driver sees
+it), ``exits`` (how a worker ended, in words; reaping). What a stage prints or logs is
 ``capture``'s business (one level up, shared with the inline executor).
 
 State, per worker: its pipe ``conn`` (tasks in; records, outcomes out), the

@@ -17,22 +17,23 @@ from typing import Any
 from ...pipeline import ModuleSource
 from ...settings import TUNING
 from ...store import StoreConfig
-from .. import capture, oom
+from .. import oom
 from ..base import (
     ErrorInfo,
     Event,
     Ref,
     Started,
     TaskKey,
-    TaskLog,
     TaskMetrics,
     TaskOutcome,
     TaskSpec,
 )
 from ..machine import MachineValues
 from . import exits, handle, wire
-from .child import RAW, READY, WorkerInit
-from .handle import PRELOAD, Line, Worker, default_start_method
+from .child import WorkerInit
+from .deaths import Deaths
+from .handle import PRELOAD, Worker, default_start_method
+from .inbound import Inbound
 from .placement import Limits, WorkerView, Writers, held_by, may_chain, may_queue, place
 
 # Tuning (to move into ``settings.Tuning``), each with the reason for its value:
@@ -41,10 +42,9 @@ STARTUP_GRACE_S = TUNING.startup_grace_s
 PREFETCH = TUNING.prefetch
 SHORT_TASK_S = TUNING.short_task_s
 NEAR_MIN = TUNING.near_min
-MESSAGES_PER_WAKE = TUNING.messages_per_wake
 
 
-class LocalExecutor(MachineValues):
+class LocalExecutor(Inbound, Deaths, MachineValues):
     """A pool of worker processes that survives crashes and enforces timeouts."""
 
     name = "local"
@@ -283,110 +283,6 @@ class LocalExecutor(MachineValues):
             if worker.deadline is not None and worker.deadline <= now:
                 self._timed_out(worker)
 
-    def _receive(self, worker: Worker, *, read: bool = True) -> None:
-        """Records up to and including one outcome (the runner sees each outcome before
-        the next task of this worker reports anything); what follows waits in its inbox.
-
-        ``read``: its pipe is readable, and is read once when the inbox runs dry.
-        """
-        for _ in range(MESSAGES_PER_WAKE):
-            data = worker.inbox.take()
-            if data is None:
-                if not read:
-                    return
-                read = False
-                try:
-                    worker.inbox.fill()
-                except (EOFError, OSError):
-                    return  # died mid-send; the sentinel tells how
-                data = worker.inbox.take()
-                if data is None:
-                    return  # part of a message: poll says when the rest is in
-            if not self._handle(worker, data):
-                return
-
-    def _drain(self, worker: Worker) -> bool:
-        """Handle every message and byte the worker sent before it died (or was stopped).
-
-        False when that retired the worker (its last outcome came in).
-        """
-        while True:
-            data = worker.inbox.take()
-            if data is None:
-                try:
-                    if not worker.conn.poll(0):
-                        break
-                    worker.inbox.fill()
-                except (EOFError, OSError):
-                    break
-                continue
-            if not self._handle(worker, data):
-                return False
-        self._read_all_raw(worker)
-        return True
-
-    def _handle(self, worker: Worker, data: bytes) -> bool:
-        """One message from a worker; False when the worker was retired because of it."""
-        if capture.is_record(data):
-            self._lines(worker, [capture.decode(data)])
-            return True
-        if data == RAW:
-            worker.raw_pending = True
-            return True
-        if data == READY:
-            worker.ready = True
-            worker.tail.clear()  # import-time output belongs to no task
-            if worker.spec is not None:
-                self._begin(worker)
-            return True
-        spec = worker.spec
-        if spec is None:
-            return True  # nothing was asked of it: cannot happen, nothing to report
-        outcome = handle.outcome(data, spec, worker.pid)
-        if worker.raw_pending:  # its raw lines precede its outcome
-            worker.raw_pending = False
-            self._read_all_raw(worker)
-        else:  # what the pipes held was read as it came: only an unfinished line is left
-            self._lines(worker, worker.rest())
-        worker.tail.clear()
-        self._finish(worker, outcome)
-        worker.tasks_done += 1
-        if worker.queue:
-            return True  # it went straight on to its next task
-        if self._limits.max_tasks and worker.tasks_done >= self._limits.max_tasks:
-            worker.send(wire.STOP)
-            worker.process.join(exits.TERM_GRACE_S)
-            exits.terminate(worker.process)
-            self.writers.died(worker.pid)
-            self._forget(worker)
-            return False
-        self._idle.append(worker)
-        return True
-
-    def _lines(self, worker: Worker, lines: list[Line]) -> None:
-        """Lines from a worker: part of its tail; ``TaskLog``s when a task of it runs."""
-        spec = worker.spec if worker.ready else None
-        for stream, level, message in lines:
-            worker.tail.append(message)
-            if spec is not None:
-                self._events.append(TaskLog(spec.key, spec.attempt, worker.pid, stream, level,
-                                            message))
-
-    def _read_raw(self, worker: Worker, fd: int) -> None:
-        found, eof = worker.read_raw(fd)
-        self._lines(worker, found)
-        if eof:
-            self._unwatch(fd)
-
-    def _read_all_raw(self, worker: Worker) -> None:
-        """Everything in the worker's fd 1/2 pipes now, the last unfinished line included."""
-        for fd in list(worker.raw):
-            found, eof = worker.read_raw(fd, drain=True)
-            self._lines(worker, found)
-            if eof:
-                self._unwatch(fd)
-        self._lines(worker, worker.rest())
-
     def _finish(self, worker: Worker, outcome: TaskOutcome | None) -> None:
         """The worker's current task ended (``None``: a chained task that did not run)."""
         spec = worker.take()
@@ -411,64 +307,6 @@ class LocalExecutor(MachineValues):
             wall = outcome.metrics.wall_s
             known = self._typical.get(func)
             self._typical[func] = wall if known is None else 0.7 * known + 0.3 * wall
-
-    # -- deaths ------------------------------------------------------------
-    def _died(self, worker: Worker) -> None:
-        """A worker's sentinel fired: read what it sent first, then report what it was running."""
-        if not self._drain(worker):
-            return
-        if worker.conn in self._busy:
-            exitcode = exits.reap(worker.process)
-            oom_kills = self._oom.new_kills() if exitcode == -signal.SIGKILL else 0
-            message = exits.describe_exit(
-                worker.pid, exitcode, peak_rss=worker.peak_rss or None, peak_exact=False,
-                oom_kills=oom_kills, memory_limit=self._oom.limit, started=worker.ready,
-                output=list(worker.tail),
-            )
-            self._fail(worker, ErrorInfo("crashed", "WorkerCrashed", message))
-        elif worker in self._idle:
-            self._idle.remove(worker)  # an idle worker died: simply not reused
-            exits.reap(worker.process)
-            self.writers.died(worker.pid)
-            self._forget(worker)
-
-    def _timed_out(self, worker: Worker) -> None:
-        if not self._drain(worker):  # its outcome may be in the pipe already
-            return
-        spec = worker.spec
-        if spec is None or worker.deadline is None or worker.deadline > time.monotonic():
-            return
-        exits.terminate(worker.process)
-        self._read_all_raw(worker)
-        tail = list(worker.tail)
-        if worker.ready:
-            self._fail(worker, exits.timeout_info(worker.pid, spec.timeout or 0.0, tail))
-        else:
-            self._fail(worker, ErrorInfo("crashed", "WorkerCrashed", exits.describe_startup_hang(
-                worker.pid, self._startup_grace, tail)))
-
-    def _fail(self, worker: Worker, info: ErrorInfo) -> None:
-        spec = worker.spec
-        assert spec is not None
-        outcome = TaskOutcome(spec.key, spec.attempt, None, info, TaskMetrics(worker.pid))
-        # Prefetched, never started: they go elsewhere; chained ones need this
-        # task's result, so the runner plans them again once it has one.
-        queued = [q for q in worker.drop_queued() if q.after is None]
-        self._finish(worker, outcome)
-        self.writers.died(worker.pid)
-        self._forget(worker)
-        for waiting in queued:
-            pid = self._place(waiting, wire.task_message(waiting))
-            if pid is not None:
-                self._events.append(Started(waiting, pid))
-
-    def _sample_memory(self) -> None:
-        now = time.monotonic()
-        if now - self._sampled_at < SAMPLE_EVERY_S:
-            return
-        self._sampled_at = now
-        for worker in self._busy.values():
-            worker.peak_rss = max(worker.peak_rss, oom.peak_rss_of(worker.pid))
 
     # -- processes and pipes ---------------------------------------------------
     def _start_worker(self) -> Worker:

@@ -1,0 +1,134 @@
+"""What workers send, handled in the order it was sent: log records, raw output, READY,
+RAW markers and outcomes (see ``child``). A mixin of ``pool.LocalExecutor``:
+an outcome ends the worker's current task (the pool's ``_finish``), and a
+worker that has run ``max_tasks_per_worker`` tasks is retired after its last.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...settings import TUNING
+from .. import capture
+from ..base import Event, TaskLog
+from . import exits, handle, wire
+from .child import RAW, READY
+from .handle import Line, Worker
+from .placement import Limits, Writers
+
+MESSAGES_PER_WAKE = TUNING.messages_per_wake
+
+
+class Inbound:
+    """Messages and output from the pool's workers."""
+
+    _busy: dict[Any, Worker]
+    _idle: list[Worker]
+    _events: list[Event]
+    _limits: Limits
+    writers: Writers
+
+    def _receive(self, worker: Worker, *, read: bool = True) -> None:
+        """Every message waiting from ``worker``, up to ``MESSAGES_PER_WAKE``; the rest
+        waits in its inbox for the next wake.
+
+        ``read``: its pipe is readable, and is read once when the inbox runs dry.
+        """
+        for _ in range(MESSAGES_PER_WAKE):
+            data = worker.inbox.take()
+            if data is None:
+                if not read:
+                    return
+                read = False
+                try:
+                    worker.inbox.fill()
+                except (EOFError, OSError):
+                    return  # died mid-send; the sentinel tells how
+                data = worker.inbox.take()
+                if data is None:
+                    return  # part of a message: poll says when the rest is in
+            if not self._handle(worker, data):
+                return
+
+    def _drain(self, worker: Worker) -> bool:
+        """Handle every message and byte the worker sent before it died (or was stopped).
+
+        False when that retired the worker (its last outcome came in).
+        """
+        while True:
+            data = worker.inbox.take()
+            if data is None:
+                try:
+                    if not worker.conn.poll(0):
+                        break
+                    worker.inbox.fill()
+                except (EOFError, OSError):
+                    break
+                continue
+            if not self._handle(worker, data):
+                return False
+        self._read_all_raw(worker)
+        return True
+
+    def _handle(self, worker: Worker, data: bytes) -> bool:
+        """One message from a worker; False when the worker was retired because of it."""
+        if capture.is_record(data):
+            self._lines(worker, [capture.decode(data)])
+            return True
+        if data == RAW:
+            worker.raw_pending = True
+            return True
+        if data == READY:
+            worker.ready = True
+            worker.tail.clear()  # import-time output belongs to no task
+            if worker.spec is not None:
+                self._begin(worker)
+            return True
+        spec = worker.spec
+        if spec is None:
+            return True  # nothing was asked of it: cannot happen, nothing to report
+        outcome = handle.outcome(data, spec, worker.pid)
+        if worker.raw_pending:  # its raw lines precede its outcome
+            worker.raw_pending = False
+            self._read_all_raw(worker)
+        else:  # what the pipes held was read as it came: only an unfinished line is left
+            self._lines(worker, worker.rest())
+        worker.tail.clear()
+        self._finish(worker, outcome)
+        worker.tasks_done += 1
+        if worker.queue:
+            return True  # it went straight on to its next task
+        if self._limits.max_tasks and worker.tasks_done >= self._limits.max_tasks:
+            worker.send(wire.STOP)
+            worker.process.join(exits.TERM_GRACE_S)
+            exits.terminate(worker.process)
+            self.writers.died(worker.pid)
+            self._forget(worker)
+            return False
+        self._idle.append(worker)
+        return True
+
+    def _lines(self, worker: Worker, lines: list[Line]) -> None:
+        """Lines from a worker: part of its tail; ``TaskLog``s when a task of it runs."""
+        spec = worker.spec if worker.ready else None
+        for stream, level, message in lines:
+            worker.tail.append(message)
+            if spec is not None:
+                self._events.append(TaskLog(spec.key, spec.attempt, worker.pid, stream, level,
+                                            message))
+
+    def _read_raw(self, worker: Worker, fd: int) -> None:
+        found, eof = worker.read_raw(fd)
+        self._lines(worker, found)
+        if eof:
+            self._unwatch(fd)
+
+    def _read_all_raw(self, worker: Worker) -> None:
+        """Everything in the worker's fd 1/2 pipes now, the last unfinished line included."""
+        for fd in list(worker.raw):
+            found, eof = worker.read_raw(fd, drain=True)
+            self._lines(worker, found)
+            if eof:
+                self._unwatch(fd)
+        self._lines(worker, worker.rest())
+
