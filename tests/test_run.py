@@ -155,3 +155,16 @@ def test_nothing_of_the_run_outlives_close(how, state_dir):
     with pytest.raises(dagrun.DagrunError):
         result["doubled"]
 
+
+
+@pytest.mark.parametrize("pipeline", ["hello", "failing"])
+def test_the_collector_is_as_the_run_found_it(pipeline, state_dir):
+    """A run freezes what exists and collects less often while it runs; after it ends,
+    succeeded or failed, the caller's garbage collector settings are back."""
+    import gc
+
+    before = gc.get_threshold(), gc.get_freeze_count(), gc.isenabled()
+    with run(pipeline, ("local", "fork"), state_dir, params={"name": "x"} if
+             pipeline == "hello" else {}) as result:
+        assert result.status in ("succeeded", "failed")
+    assert (gc.get_threshold(), gc.get_freeze_count(), gc.isenabled()) == before
