@@ -160,6 +160,15 @@ class EventLog:
         self._write({"event": event, "timestamp": self._stamp.now(), "level": level,
                      "run_id": self.run_id, **fields})
 
+    def head(self, event: str, level: str = "info") -> dict[str, Any]:
+        """A new event's common fields, stamped now: fill in the rest, then ``put`` it."""
+        return {"event": event, "timestamp": self._stamp.now(), "level": level,
+                "run_id": self.run_id}
+
+    def put(self, record: dict[str, Any]) -> None:
+        """Write an event that ``head`` began."""
+        self._write(record)
+
     def write(self, event: str, fields: dict[str, Any], level: str = "info") -> None:
         """``emit`` for fields already in a dict of their own, which becomes the event's."""
         record = {"event": event, "timestamp": self._stamp.now(), "level": level,

@@ -253,6 +253,8 @@ class Planner:
         An engine that takes a task before its input exists (``chains``) gets
         the whole run of such consumers at once, link after link.
         """
+        if spec.key.batch is not None or not self.scheduler.consumers_of.get(spec.key.stage):
+            return  # nothing could follow it (checked first: most tasks end here)
         ahead = getattr(self.executor, "chains", False)
         could_chain = getattr(self.executor, "could_chain", None)
         waiting = self.scheduler.waiting

@@ -31,7 +31,8 @@ class Reporter:
         self, spec: TaskSpec, worker: int | str, host: str | None, priority: float,
         estimate: float | None = None,
     ) -> None:
-        record: dict[str, Any] = {"stage": spec.key.stage, "attempt": spec.attempt}
+        record = self.events.head("task_started")  # one dict: a task starts once per task
+        record["stage"], record["attempt"] = spec.key.stage, spec.attempt
         if isinstance(worker, int):
             record["worker_pid"] = worker
         else:
@@ -40,7 +41,7 @@ class Reporter:
         record["estimate_s"] = None if estimate is None else round(estimate, 6)
         if spec.key.batch is not None:
             record.update(self._batch(spec.key, spec.items))
-        self.events.write("task_started", record)
+        self.events.put(record)
         self.rows.started(spec.key.stage, spec.key.batch, spec.attempt, self.events.last_time)
 
     def finished(self, outcome: TaskOutcome) -> None:
