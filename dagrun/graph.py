@@ -138,6 +138,7 @@ def build_graph(
     nodes: dict[str, Node] = {}
     resources: dict[str, Resource] = {}
     sound: set[Any] = set()  # functions already checked and found fine (bound copies share one)
+    sound_options: set[int] = set()  # StageOptions (alive in the pipeline) found fine
     for record in pipeline:
         kind_problems = [] if record.func in sound else function_problems(record, portable)
         if not kind_problems and inspect.isfunction(record.func):
@@ -146,10 +147,14 @@ def build_graph(
         node, node_problems = _resolve(record, pipeline, params, used_params, resources)
         problems.extend(node_problems)
         nodes[record.name] = node
-        if not kind_problems:
+        if not kind_problems and id(record.options) not in sound_options:
             mapped = node.inputs.get(record.options.map or "")
             produced = _hints(pipeline[mapped]).get("return") if mapped in pipeline else None
-            problems.extend(option_problems(record, node.inputs, produced))
+            found = option_problems(record, node.inputs, produced)
+            problems.extend(found)
+            if not found and record.options.map is None:  # the same options, the same answer
+                sound_options.add(id(record.options))
+        if not kind_problems:
             problems.extend(value_problems(record, node.params,
                                            set(secret_parameters(record.func))))
     for resource in resources.values():
