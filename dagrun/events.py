@@ -165,8 +165,12 @@ class EventLog:
         return {"event": event, "timestamp": self._stamp.now(), "level": level,
                 "run_id": self.run_id}
 
+    def stamp(self) -> str:
+        """The timestamp of an event made now (``last_time`` is then its time)."""
+        return self._stamp.now()
+
     def put(self, record: dict[str, Any]) -> None:
-        """Write an event that ``head`` began."""
+        """Write an event that ``head`` began (or that carries the common fields itself)."""
         self._write(record)
 
     def write(self, event: str, fields: dict[str, Any], level: str = "info") -> None:

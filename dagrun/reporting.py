@@ -46,12 +46,19 @@ class Reporter:
 
     def finished(self, outcome: TaskOutcome) -> None:
         m = outcome.metrics
+        wall_s, cpu_s = round(m.wall_s, 6), round(m.cpu_s, 6)
+        # The event is the metrics record the RunResult keeps: one dict per task.
+        events = self.events
         record: dict[str, Any] = {
+            "event": "task_finished",
+            "timestamp": events.stamp(),
+            "level": "info",
+            "run_id": events.run_id,
             "stage": outcome.key.stage,
             "attempt": outcome.attempt,
             "worker_pid": m.worker_pid,
-            "wall_s": round(m.wall_s, 6),
-            "cpu_s": round(m.cpu_s, 6),
+            "wall_s": wall_s,
+            "cpu_s": cpu_s,
             "max_rss_bytes": m.max_rss_bytes,
             "rss_growth_bytes": m.rss_growth_bytes,
             "queue_wait_s": round(m.queue_wait_s, 6),
@@ -67,10 +74,10 @@ class Reporter:
         if outcome.key.batch is not None:
             record["items"] = m.items
         self.metrics.append(record)
-        self.events.write("task_finished", record)
+        self.events.put(record)
         self.rows.finished(outcome.key.stage, outcome.key.batch, outcome.attempt,
-                           self.events.last_time, record["wall_s"], record["cpu_s"],
-                           m.max_rss_bytes, m.input_bytes, m.output_bytes, m.transport, False)
+                           self.events.last_time, wall_s, cpu_s, m.max_rss_bytes,
+                           m.input_bytes, m.output_bytes, m.transport, False)
 
     def failed(self, key: TaskKey, attempt: int, info: ErrorInfo, *, final: bool) -> None:
         self.events.emit(
