@@ -67,7 +67,7 @@ class Tuning:
     # -- the local process pool --
     # Tasks a worker may hold: the running one and those queued behind it, sent to it in one
     # write (no driver round trip between them).
-    prefetch: int = 16
+    prefetch: int = 32
     # A worker gets more tasks queued only while the typical times of what it holds add up
     # to less than this: behind a long task the queued ones would wait while others idle.
     short_task_s: float = 0.005
