@@ -107,7 +107,8 @@ class Store:
 
     def fallback_notice(self, handle: Handle) -> str | None:
         """A message the first time a value of this run spilled to disk, else None."""
-        if self._noticed or "file" not in handle.transport.split("+"):
+        transport = handle.transport
+        if self._noticed or "file" not in transport or "file" not in transport.split("+"):
             return None
         self._noticed = True
         reason = segments.fallback_reason(self.config) or f"{self.config.shm_dir} is too small"
