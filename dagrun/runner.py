@@ -181,13 +181,21 @@ class _Run:
     def _loop(self) -> None:
         assert self.guard is not None
         plan, scheduler = self.plan, self.plan.scheduler
+        every = self.options.tuning.events_flush_s
+        flushed = 0.0
         while True:
             self._plan_ready()
             self._dispatch()
             if scheduler.finished and not plan.waiting_on_cache:
                 return
-            self.events.flush()
-            for event in self.exe.wait(self._timeout(), self.guard.wake_fd):
+            timeout, now = self._timeout(), time.monotonic()
+            if now - flushed >= every:
+                self.events.flush()
+                flushed = now
+            else:  # flushed just now: the next flush is due soon, or as soon as nothing happens
+                due = flushed + every - now
+                timeout = due if timeout is None else min(timeout, due)
+            for event in self.exe.wait(timeout, self.guard.wake_fd):
                 if isinstance(event, TaskOutcome):
                     self._on_outcome(event)
                 elif isinstance(event, Started):

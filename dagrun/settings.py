@@ -60,6 +60,10 @@ class Tuning:
     recent_runs: int = 5
     # Seconds between two looks at a cache entry that another run is computing.
     cache_wait_s: float = 0.2
+    # The events file and the console are brought up to date at least this often while tasks
+    # end in quick succession, and at once when the run goes quiet: a chain of short tasks
+    # wakes the driver once per task, and two writes per wake cost more than the task.
+    events_flush_s: float = 0.02
     # Signals closer together than this are one signal (one keypress, or timeout(1) and a
     # process group, reach the driver twice).
     signal_merge_s: float = 1.0
