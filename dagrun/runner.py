@@ -76,21 +76,25 @@ def run(
     state directory raises ``LockHeldError`` at once, or with ``wait`` waits.
     """
     settings = RunOptions.build(**options)
-    pipe = load(pipeline)
-    portable = settings.executor != "inline" and settings.start_method != "fork"
-    graph = build_graph(pipe, params, targets, portable=portable)
-    unknown = [name for name in settings.force if name not in graph.nodes]
-    if unknown:
-        msg = f"--force names unknown stage(s): {', '.join(map(repr, unknown))}"
-        raise ValidationError([msg])
-    run_date = bind_run_date(graph, settings.run_date)
-    run_id = new_run_id()
-    source = pipe.source
-    key = (source.path or source.module) if source is not None else pipe.name
-    if not settings.lock:
-        return _Run(graph, settings, run_id, console, run_date).execute()
-    with PipelineLock(settings.state_dir, key, run_id, wait=settings.wait):
-        return _Run(graph, settings, run_id, console, run_date).execute()
+    collector = _RunCollector()
+    try:
+        pipe = load(pipeline)
+        portable = settings.executor != "inline" and settings.start_method != "fork"
+        graph = build_graph(pipe, params, targets, portable=portable)
+        unknown = [name for name in settings.force if name not in graph.nodes]
+        if unknown:
+            msg = f"--force names unknown stage(s): {', '.join(map(repr, unknown))}"
+            raise ValidationError([msg])
+        run_date = bind_run_date(graph, settings.run_date)
+        run_id = new_run_id()
+        source = pipe.source
+        key = (source.path or source.module) if source is not None else pipe.name
+        if not settings.lock:
+            return _Run(graph, settings, run_id, console, run_date, collector).execute()
+        with PipelineLock(settings.state_dir, key, run_id, wait=settings.wait):
+            return _Run(graph, settings, run_id, console, run_date, collector).execute()
+    finally:
+        collector.restore()
 
 
 def new_run_id() -> str:
@@ -101,25 +105,32 @@ def new_run_id() -> str:
 class _RunCollector:
     """The garbage collector's settings for the length of a run, restored after it.
 
-    What exists when the run starts (the graph, the plan, the caller's own
-    objects) lives through it: ``gc.freeze`` keeps the collector from walking
-    it on every pass, and forked workers share its pages instead of copying
-    them as a walk touches them. The youngest generation is collected after
-    10,000 new objects instead of 700: a task leaves a few records behind, so
-    at the default a collection ran every few dozen tasks. Together: about
-    15 µs less per task over 1,000s of no-op tasks (``tests.bench``, overhead).
+    The youngest generation is collected after 10,000 new objects instead of
+    700: building a large graph, and then each task, leaves records behind,
+    and at the default a collection walking them ran every few dozen stages.
+    Once the graph and the plan exist, ``freeze`` keeps the collector from
+    walking them (and the caller's own objects) at all, and forked workers
+    share their pages instead of copying them as a walk touches them.
+    Together: about 15 µs less per task over 1,000s of no-op tasks
+    (``tests.bench``, overhead).
     """
 
     YOUNG = 10_000
 
     def __init__(self) -> None:
         self.threshold = gc.get_threshold()
-        gc.freeze()
+        self.frozen = False
         gc.set_threshold(max(self.threshold[0], self.YOUNG), *self.threshold[1:])
+
+    def freeze(self) -> None:
+        gc.freeze()
+        self.frozen = True
 
     def restore(self) -> None:
         gc.set_threshold(*self.threshold)
-        gc.unfreeze()
+        if self.frozen:
+            self.frozen = False
+            gc.unfreeze()
 
 
 class _Run:
@@ -127,9 +138,10 @@ class _Run:
 
     def __init__(
         self, graph: Graph, options: RunOptions, run_id: str, console: IO[str] | None,
-        run_date: Any,
+        run_date: Any, collector: _RunCollector | None = None,
     ) -> None:
         self.graph, self.options, self.run_id, self.run_date = graph, options, run_id, run_date
+        self.collector = collector
         self.run_dir = options.state_dir / "runs" / run_id
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.events = EventLog(run_id, self.run_dir / "events.jsonl", log_format=options.log_format,
@@ -146,14 +158,14 @@ class _Run:
     def execute(self) -> RunResult:
         started = time.perf_counter()
         status, stop = "failed", None
-        collector = None
         try:
             self.exe = executors.create(self.options.executor, self._context())
             self.ledger = Ledger(self.exe)
             self.plan = Planner(self.graph, self.options, self.run_id, self.ledger, self.report,
                                 self.exe)
             self.guard = SignalGuard(self._emergency_stop, raise_at_once=self.exe.name == "inline")
-            collector = _RunCollector()
+            if self.collector is not None:
+                self.collector.freeze()
             with self.guard:
                 try:
                     emit_start(self)
@@ -167,16 +179,11 @@ class _Run:
                     if not self.guard.urgent:  # a second signal: kill_all does it, at once
                         self.exe.shutdown(cancel=status != "succeeded")
         except BaseException:
-            if collector is not None:
-                collector.restore()
             if self.exe is not None:
                 self.exe.close()
             self.events.close()
             raise
-        try:
-            return finish_result(self, status, stop, time.perf_counter() - started)
-        finally:
-            collector.restore()  # type: ignore[union-attr] - set whenever the loop ran
+        return finish_result(self, status, stop, time.perf_counter() - started)
 
     def _loop(self) -> None:
         assert self.guard is not None
