@@ -288,8 +288,8 @@ class LiveView:
     def flush(self) -> None:
         """Print the waiting lines if the last print is old enough.
 
-        The runner flushes each time it is about to wait, and wakes at least twice a second
-        while a stage runs, so a line waits half a second at most.
+        The runner flushes before it waits (at most every ``events_flush_s``) and wakes at
+        least twice a second while a stage runs, so a line waits half a second at most.
         """
         if self.pending and time.monotonic() - self.printed_at >= LINES_EVERY_S:
             self._print_pending()

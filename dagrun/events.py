@@ -13,8 +13,10 @@ run's events through structlog. Either way each event reaches ``_write``,
 which
 
 - writes it as a JSON line (orjson) to ``events.jsonl``, block-buffered and
-  flushed whenever the runner is about to wait, so the file is current
-  whenever nothing is happening and a burst of events costs one write;
+  flushed when the runner is about to wait, at most every
+  ``events_flush_s`` (20 ms) while tasks end in quick succession and at
+  once when the run goes quiet: the file is current whenever nothing is
+  happening, and a burst of events costs one write;
 - hands it to the console: the same JSON line (``log_format="json"``, stdout
   then carries JSON lines only), or a ``console.PlainConsole`` (off a
   terminal) or ``console.LiveView`` (on one) for people. ``quiet`` keeps
