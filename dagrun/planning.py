@@ -34,7 +34,7 @@ from .ledger import Ledger
 from .reporting import Reporter
 from .scheduler import NOTHING, Scheduler, Step, TaskKey
 from .settings import RunOptions
-from .store import HELD
+from .store import HELD, Decoded, Handle
 
 
 class Planner:
@@ -67,7 +67,7 @@ class Planner:
         self.queue: list[tuple[float, int, TaskSpec]] = []
         self.delayed: list[tuple[float, int, TaskSpec]] = []
         self.chained: dict[str, TaskSpec] = {}  # stage -> its task queued behind its input's
-        self._inline: dict[str, Any] = {}  # small mapped inputs, decoded once to be sliced
+        self._sliced: dict[str, Decoded] = {}  # pickled mapped inputs, read once to be sliced
         self._shapes: dict[str, tuple[bool, int, list[str]]] = {}
         self.errors: dict[str, ErrorInfo] = {}
         self.sequence = itertools.count()
@@ -112,6 +112,7 @@ class Planner:
         self.report.batches[name] = len(ranges)
         for index, items in enumerate(ranges):
             self.push(self.task(TaskKey(name, index), items=items))
+        self._forget_slices()  # every batch has its elements (a retry reads them again)
         return NOTHING
 
     def task(
@@ -140,25 +141,33 @@ class Planner:
                         timeout, node.resources, options.concat, first=first)
 
     def _inline_slice(self, upstream: str, items: tuple[int, int]) -> Any:
-        """Only the batch's own elements of a small mapped input that travels inside its handle.
+        """Only the batch's own elements of a pickled mapped input (a list, say).
 
-        Such an input is pickled into every task message, so without this a
-        map over N small elements would cost O(N²); it is decoded here once.
+        Each task would otherwise unpickle the whole input to take its few
+        elements (inside the task message when the input is small, from shared
+        memory when not): a map over N elements would cost O(N²). The input is
+        read here once, up to ``slice_max`` bytes.
         """
         handle = self.ledger[upstream]
-        if type(getattr(handle, "payload", None)) is not bytes or handle.transport != "pickle":
+        if not isinstance(handle, Handle) or handle.transport != "pickle":
+            return None  # batches joined, an array, a table: each task maps its own part
+        if type(handle.payload) is not bytes and handle.nbytes > self.tuning.slice_max:
             return None
-        value = self._inline.get(upstream)
-        if value is None:
-            decoded = self.executor.read(handle, upstream)
-            value = self._inline[upstream] = decoded.value
+        decoded = self._sliced.get(upstream)
+        if decoded is None:
+            decoded = self._sliced[upstream] = self.executor.read(handle, upstream)
         try:
-            part = value[items[0]:items[1]]
+            part = decoded.value[items[0]:items[1]]
         except TypeError:
             return None
         from .store import encode
 
         return encode(part, self.executor.config, upstream)
+
+    def _forget_slices(self) -> None:
+        for decoded in self._sliced.values():
+            decoded.close()
+        self._sliced.clear()
 
     def push(self, spec: TaskSpec, *, first: bool = False) -> None:
         rank = float("-inf") if first else -self.priority(spec.key.stage)
@@ -330,6 +339,7 @@ class Planner:
                 self.batch_size(key.stage),
             )[key.batch]
         spec = self.task(key, outcome.attempt + 1, items=items)
+        self._forget_slices()
         heapq.heappush(self.delayed, (time.monotonic() + delay, next(self.sequence), spec))
 
     def next_due(self) -> float | None:

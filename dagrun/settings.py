@@ -98,6 +98,10 @@ class Tuning:
     # -- intermediates (store) --
     # Values (or array members) smaller than this travel pickled inside the handle: no file.
     inline_max: int = 64 << 10
+    # A pickled list or tuple a stage maps over, up to this size, is read once by the driver
+    # and each batch is sent only its own elements; a larger one is read by each task, so
+    # the driver never holds a second copy of a large value.
+    slice_max: int = 64 << 20
     # From this size a result with one consumer that can start at once stays in its worker;
     # below it, the shared-memory path is cheap enough and keeps the documented transports.
     hold_min: int = 256 << 20

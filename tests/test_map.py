@@ -123,6 +123,29 @@ def test_retries_rerun_the_failed_batch(state_dir, tmp_path):
     assert marker.exists() and [e["batch"] for e in retried] == [1]  # batch_size 3: 3..5
 
 
+@dagrun.stage
+def many(count: int = 10) -> list[int]:
+    return list(range(count))
+
+
+@dagrun.stage(map="many", batch_size=1000)
+def doubled(many: int) -> int:
+    return 2 * many
+
+
+def test_each_batch_of_a_large_list_carries_only_its_own_elements(state_dir):
+    """A list too large to travel inside its handle (in shared memory) is read once by the
+    driver: each batch's task gets, and reports as its input, only its own elements."""
+    count = 100_000  # about 370 KB pickled, above the 64 KiB that travel inline
+    with dagrun.run(dagrun.Pipeline([many, doubled]), params={"count": count},
+                    state_dir=state_dir, log_format="none", workers=2,
+                    start_method="fork") as result:
+        assert result["doubled"] == [2 * i for i in range(count)]
+    batches = batch_events(result, "doubled")
+    assert len(batches) == count // 1000
+    assert max(e["input_bytes"] for e in batches) < 16 << 10  # a slice, not the whole list
+
+
 # -- zero copy ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("how", [*FAST, pytest.param(("local", "spawn"), id="spawn")])
 def test_array_elements_are_views_of_the_shared_input(how, state_dir):
