@@ -34,7 +34,8 @@ from .ledger import Ledger
 from .reporting import Reporter
 from .scheduler import NOTHING, Scheduler, Step, TaskKey
 from .settings import RunOptions
-from .store import HELD, Decoded, Handle
+from .slicing import InputSlices
+from .store import HELD
 
 
 class Planner:
@@ -67,7 +68,7 @@ class Planner:
         self.queue: list[tuple[float, int, TaskSpec]] = []
         self.delayed: list[tuple[float, int, TaskSpec]] = []
         self.chained: dict[str, TaskSpec] = {}  # stage -> its task queued behind its input's
-        self._sliced: dict[str, Decoded] = {}  # pickled mapped inputs, read once to be sliced
+        self.slices = InputSlices(executor, self.tuning.slice_max)
         self._shapes: dict[str, tuple[bool, int, list[str]]] = {}
         self.errors: dict[str, ErrorInfo] = {}
         self.sequence = itertools.count()
@@ -112,7 +113,7 @@ class Planner:
         self.report.batches[name] = len(ranges)
         for index, items in enumerate(ranges):
             self.push(self.task(TaskKey(name, index), items=items))
-        self._forget_slices()  # every batch has its elements (a retry reads them again)
+        self.slices.forget()
         return NOTHING
 
     def task(
@@ -134,40 +135,12 @@ class Planner:
                             resources=node.resources, keep=keep, after=after, cache=target)
         first = 0
         assert node.map_input is not None and items is not None
-        sliced = self._inline_slice(node.inputs[node.map_input], items)
+        upstream = node.inputs[node.map_input]
+        sliced = self.slices.part(self.ledger[upstream], upstream, items)
         if sliced is not None:
             inputs[node.map_input], first = sliced, items[0]
         return TaskSpec(key, attempt, inputs, node.params, time.time(), node.map_input, items,
                         timeout, node.resources, options.concat, first=first)
-
-    def _inline_slice(self, upstream: str, items: tuple[int, int]) -> Any:
-        """Only the batch's own elements of a pickled mapped input (a list, say).
-
-        Each task would otherwise unpickle the whole input to take its few
-        elements (inside the task message when the input is small, from shared
-        memory when not): a map over N elements would cost O(N²). The input is
-        read here once, up to ``slice_max`` bytes.
-        """
-        handle = self.ledger[upstream]
-        if not isinstance(handle, Handle) or handle.transport != "pickle":
-            return None  # batches joined, an array, a table: each task maps its own part
-        if type(handle.payload) is not bytes and handle.nbytes > self.tuning.slice_max:
-            return None
-        decoded = self._sliced.get(upstream)
-        if decoded is None:
-            decoded = self._sliced[upstream] = self.executor.read(handle, upstream)
-        try:
-            part = decoded.value[items[0]:items[1]]
-        except TypeError:
-            return None
-        from .store import encode
-
-        return encode(part, self.executor.config, upstream)
-
-    def _forget_slices(self) -> None:
-        for decoded in self._sliced.values():
-            decoded.close()
-        self._sliced.clear()
 
     def push(self, spec: TaskSpec, *, first: bool = False) -> None:
         rank = float("-inf") if first else -self.priority(spec.key.stage)
@@ -339,7 +312,7 @@ class Planner:
                 self.batch_size(key.stage),
             )[key.batch]
         spec = self.task(key, outcome.attempt + 1, items=items)
-        self._forget_slices()
+        self.slices.forget()
         heapq.heappush(self.delayed, (time.monotonic() + delay, next(self.sequence), spec))
 
     def next_due(self) -> float | None:

@@ -85,26 +85,24 @@ class Worker:
 
     def take(self) -> TaskSpec:
         """The first task it holds (the running one), no longer held."""
-        typical = self._typical.popleft()
-        if not self._typical:
-            self.held_s, self.unknown = 0.0, 0  # no rounding error accumulates
-        elif typical is None:
-            self.unknown -= 1
-        else:
-            self.held_s -= typical
+        self._let_go(self._typical.popleft())
         return self.queue.popleft()
 
     def drop_queued(self) -> list[TaskSpec]:
         """The tasks queued behind the running one, no longer held."""
         queued = []
         while len(self.queue) > 1:
-            typical = self._typical.pop()
-            if typical is None:
-                self.unknown -= 1
-            else:
-                self.held_s -= typical
+            self._let_go(self._typical.pop())
             queued.append(self.queue.pop())
         return queued[::-1]
+
+    def _let_go(self, typical: float | None) -> None:
+        if not self._typical:
+            self.held_s, self.unknown = 0.0, 0  # holds nothing: no rounding error stays
+        elif typical is None:
+            self.unknown -= 1
+        else:
+            self.held_s -= typical
 
     def watched(self) -> dict[int, str]:
         """fd -> what it is (``conn``, ``sentinel``, ``raw``), for the pool's poll."""

@@ -36,7 +36,7 @@ from .handle import PRELOAD, Worker, default_start_method
 from .inbound import Inbound
 from .placement import Limits, WorkerView, Writers, held_by, may_chain, may_queue, place
 
-# Tuning (to move into ``settings.Tuning``), each with the reason for its value:
+# The pool's tuning numbers (their reasons are in ``settings.Tuning``):
 SAMPLE_EVERY_S = TUNING.sample_every_s
 STARTUP_GRACE_S = TUNING.startup_grace_s
 PREFETCH = TUNING.prefetch
