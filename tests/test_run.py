@@ -168,3 +168,19 @@ def test_the_collector_is_as_the_run_found_it(pipeline, state_dir):
              pipeline == "hello" else {}) as result:
         assert result.status in ("succeeded", "failed")
     assert (gc.get_threshold(), gc.get_freeze_count(), gc.isenabled()) == before
+
+
+@dagrun.stage(cache=False)
+def collector_settings() -> tuple[int, ...]:
+    import gc
+
+    return gc.get_threshold()
+
+
+def test_stages_run_under_the_callers_collector_settings(state_dir):
+    """A worker forked while the driver collects less often collects as the caller does."""
+    import gc
+
+    with dagrun.run(dagrun.Pipeline([collector_settings]), state_dir=state_dir, workers=1,
+                    start_method="fork", log_format="none") as result:
+        assert result["collector_settings"] == gc.get_threshold()

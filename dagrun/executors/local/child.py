@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
+from ... import collector
 from ...pipeline import ModuleSource
 from ...store import StoreConfig
 from .. import capture
@@ -75,6 +76,7 @@ class _Sender:
 
 def worker_main(conn: Connection, out: Connection, err: Connection, init: WorkerInit) -> None:
     """The worker process: capture output, import the pipeline, then serve tasks."""
+    collector.in_worker()  # stages collect garbage as the caller set it, not as the run does
     # The driver owns signals: Ctrl-C reaches the whole process group, and the
     # driver alone decides what to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
