@@ -154,6 +154,7 @@ class SignalGuard:
         tb: TracebackType | None,
     ) -> None:
         if not self._active:
+            self.on_second = _nothing
             return
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
@@ -164,6 +165,10 @@ class SignalGuard:
         self.wake_fd = self._write_fd = None
         if self.urgent or isinstance(exc, _Emergency):
             self._leave()
+        # A guard serves once. Its callback is usually a bound method of its owner, who holds the
+        # guard: dropping it lets reference counting free the owner's whole run at once instead of
+        # leaving it (a graph, a plan, every handle) to a later full collection.
+        self.on_second = _nothing
 
     def check(self) -> None:
         """At a safe point of the loop: leave on a second signal, raise ``Interrupted`` on one."""
@@ -210,3 +215,7 @@ def _in_stage_code(frame: FrameType | None) -> bool:
             return outside and name == _WORKER
         outside = True
     return False
+
+
+def _nothing() -> None:
+    pass

@@ -184,3 +184,31 @@ def test_stages_run_under_the_callers_collector_settings(state_dir):
     with dagrun.run(dagrun.Pipeline([collector_settings]), state_dir=state_dir, workers=1,
                     start_method="fork", log_format="none") as result:
         assert result["collector_settings"] == gc.get_threshold()
+
+
+def test_a_finished_run_is_freed_without_the_cycle_collector(state_dir):
+    """Once a run's result is closed, reference counting frees the run: nothing of it (graph,
+    plan, handles, summary rows) waits for a full collection, which in a long-lived process
+    (a job scheduler, a notebook) may not come for many runs."""
+    import gc
+
+    pipeline = dagrun.Pipeline([collector_settings])
+
+    def one_run() -> None:
+        with dagrun.run(pipeline, state_dir=state_dir, workers=2, start_method="fork",
+                        log_format="none") as result:
+            assert result.status == "succeeded"
+
+    one_run()  # the first run imports lazily, and new classes are cyclic by nature
+    gc.collect()
+    gc.disable()
+    try:
+        one_run()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        left = sorted({type(o).__name__ for o in gc.garbage})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []
