@@ -45,8 +45,7 @@ class Reporter:
         self.rows.started(spec.key.stage, spec.key.batch, spec.attempt, self.events.last_time)
 
     def finished(self, outcome: TaskOutcome) -> None:
-        m = outcome.metrics
-        wall_s, cpu_s = round(m.wall_s, 6), round(m.cpu_s, 6)
+        m = outcome.metrics  # its times come rounded to the microsecond
         # The event is the metrics record the RunResult keeps: one dict per task.
         events = self.events
         record: dict[str, Any] = {
@@ -57,11 +56,11 @@ class Reporter:
             "stage": outcome.key.stage,
             "attempt": outcome.attempt,
             "worker_pid": m.worker_pid,
-            "wall_s": wall_s,
-            "cpu_s": cpu_s,
+            "wall_s": m.wall_s,
+            "cpu_s": m.cpu_s,
             "max_rss_bytes": m.max_rss_bytes,
             "rss_growth_bytes": m.rss_growth_bytes,
-            "queue_wait_s": round(m.queue_wait_s, 6),
+            "queue_wait_s": m.queue_wait_s,
             "input_bytes": m.input_bytes,
             "output_bytes": m.output_bytes,
             "transport": m.transport,
@@ -76,7 +75,7 @@ class Reporter:
         self.metrics.append(record)
         self.events.put(record)
         self.rows.finished(outcome.key.stage, outcome.key.batch, outcome.attempt,
-                           self.events.last_time, wall_s, cpu_s, m.max_rss_bytes,
+                           self.events.last_time, m.wall_s, m.cpu_s, m.max_rss_bytes,
                            m.input_bytes, m.output_bytes, m.transport, False)
 
     def failed(self, key: TaskKey, attempt: int, info: ErrorInfo, *, final: bool) -> None:

@@ -131,15 +131,18 @@ class LineWriter(io.TextIOBase):
     def flush(self) -> None:
         """Flush the raw buffer; a line without its newline waits for ``end_line``."""
         if self._buffer is not None:
-            with contextlib.suppress(OSError, ValueError):
+            try:
                 self._buffer.flush()
+            except (OSError, ValueError):
+                pass
 
     def end_line(self) -> None:
         """The task ended: deliver the line still without its newline."""
-        with self._lock:
-            rest, self._partial = self._partial, ""
-        if rest:
-            self._emit(self._stream, self._level, clip(_shown(rest)))
+        if self._partial:  # most tasks end on a newline, or print nothing
+            with self._lock:
+                rest, self._partial = self._partial, ""
+            if rest:
+                self._emit(self._stream, self._level, clip(_shown(rest)))
         self.flush()
 
 
@@ -269,11 +272,13 @@ def task_starts() -> None:
 def flush() -> None:
     """End of a task: deliver lines still without their newline."""
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
+        try:
             if isinstance(stream, LineWriter):
                 stream.end_line()
             else:
                 stream.flush()
+        except Exception:  # noqa: BLE001, S110 - a stage's own stream that cannot flush
+            pass
 
 
 @contextlib.contextmanager

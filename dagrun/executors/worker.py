@@ -323,17 +323,26 @@ class TaskClock:
         self.memory = _this_memory()
         self.rss0 = self.memory.reset()
 
-    def metrics(self, spec: TaskSpec, **fields: Any) -> TaskMetrics:
+    def metrics(self, spec: TaskSpec, input_bytes: int = 0, output_bytes: int = 0,
+                transport: str = "", items: int | None = None, worker: str | None = None,
+                host: str | None = None) -> TaskMetrics:
+        """The task's measurements, times rounded to the microsecond its events show."""
+        wall, cpu = time.perf_counter() - self.wall0, time.process_time() - self.cpu0
         peak = self.memory.peak()
         return TaskMetrics(
-            worker_pid=os.getpid(),
-            wall_s=time.perf_counter() - self.wall0,
-            cpu_s=time.process_time() - self.cpu0,
-            max_rss_bytes=peak,
-            rss_growth_bytes=max(0, peak - self.rss0) if self.rss0 else 0,
-            queue_wait_s=max(0.0, self.started_at - spec.submitted_at),
-            started_at=self.started_at,
-            **fields,
+            self.memory.pid,
+            round(wall, 6),
+            round(cpu, 6),
+            peak,
+            max(0, peak - self.rss0) if self.rss0 else 0,
+            round(max(0.0, self.started_at - spec.submitted_at), 6),
+            input_bytes,
+            output_bytes,
+            transport,
+            self.started_at,
+            items,
+            worker,
+            host,
         )
 
 

@@ -26,7 +26,7 @@ import math
 import mmap
 import os
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -222,18 +222,24 @@ def decode_array(payload: ArrayPayload, config: StoreConfig, stage: str) -> np.n
     )
 
 
-@contextlib.contextmanager
-def active(config: StoreConfig, stage: str, *, keep: bool = False) -> Iterator[None]:
+class active:  # noqa: N801 - used like the function it replaced: ``with active(...)``
     """Make ``empty``/``zeros`` allocate in this run's store while a stage runs.
 
     With ``keep`` the stage's result may stay in this process (see ``held``):
     arrays of at least ``config.hold_min`` bytes are then ordinary process
-    memory, which is cheaper to fault in than fresh shared pages.
+    memory, which is cheaper to fault in than fresh shared pages. (A class, not
+    a generator: it is entered once per task.)
     """
-    _active.append((config, stage, keep))
-    try:
-        yield
-    finally:
+
+    __slots__ = ("entry",)
+
+    def __init__(self, config: StoreConfig, stage: str, *, keep: bool = False) -> None:
+        self.entry = (config, stage, keep)
+
+    def __enter__(self) -> None:
+        _active.append(self.entry)
+
+    def __exit__(self, *exc: object) -> None:
         _active.pop()
 
 

@@ -88,10 +88,15 @@ def encode(value: Any, config: StoreConfig, stage: str, *, release: bool = False
     ``release``: ``value`` is an array nobody else can reach, whose pages may
     be freed as it is copied.
     """
-    if type(value) is np.ndarray:
+    cls = type(value)
+    if cls in _PLAIN:  # nothing inside to look for: pickled into the handle unless large
+        data = pickle.dumps(value, 5)
+        if len(data) < config.inline_max:
+            return Handle("pickle", len(data), data, len(value) if cls is str else None)
+    if cls is np.ndarray:
         if not value.dtype.hasobject and value.nbytes >= config.inline_max:
             return arrays.encode_array(value, config, stage, object(), release=release)
-    elif type(value) in _BYTES_LIKE:
+    elif cls in _BYTES_LIKE:
         if memoryview(value).nbytes >= config.inline_max:
             return _encode_bytes(value, config, stage)
     else:
@@ -122,6 +127,7 @@ def encode(value: Any, config: StoreConfig, stage: str, *, release: bool = False
 
 
 _BYTES_LIKE = (bytes, bytearray, memoryview)
+_PLAIN = frozenset({type(None), bool, int, float, complex, str})
 # Large Arrow and pandas buffers always leave the pickle (``_Large``); a large
 # numpy array pickled in-band (a non-contiguous view) names numpy, and the
 # tree stores it as its own part. One search of the bytes costs far less than
