@@ -14,7 +14,7 @@ from typing import Any
 from .events import EventLog
 from .executors.base import ErrorInfo, TaskLog, TaskOutcome, TaskSpec
 from .scheduler import TaskKey
-from .summary import StageRows
+from .stage_rows import StageRows
 
 
 class Reporter:

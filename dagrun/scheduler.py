@@ -62,7 +62,9 @@ class Scheduler:
     ) -> None:
         self.order = {name: i for i, name in enumerate(order)}
         self.priority = dict(priority or {})
-        self.inputs = {name: set(inputs.get(name, ())) for name in order}
+        # Never changed (``waiting`` holds what is still missing): a stage without inputs
+        # shares the one empty frozenset.
+        self.inputs = {name: frozenset(inputs.get(name, ())) for name in order}
         self.consumers_of: dict[str, list[str]] = {name: [] for name in order}
         for name in order:
             for upstream in self.inputs[name]:

@@ -22,11 +22,11 @@ a retried stage it includes the failed attempts and the delays between them.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
+
+from .stage_rows import StageRows, seconds
 
 SLOWEST = 3  # how many stages ``slowest`` names: enough to act on, few enough to read
 
@@ -47,28 +47,6 @@ class TaskSpan:
     @property
     def name(self) -> str:
         return self.stage if self.batch is None else f"{self.stage}[{self.batch}]"
-
-
-def seconds(timestamp: Any) -> float | None:
-    """An event's ISO 8601 timestamp as seconds since the epoch (None if unreadable)."""
-    text = str(timestamp)
-    if len(text) == 27 and text[19] == "." and text[26] == "Z":  # as ``events`` writes them
-        whole = _whole_seconds(text[:19])
-        if whole is not None and text[20:26].isdigit():
-            return whole + int(text[20:26]) / 1e6
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
-
-
-@functools.lru_cache(maxsize=64)
-def _whole_seconds(text: str) -> float | None:
-    """``YYYY-MM-DDTHH:MM:SS`` (UTC) as seconds since the epoch: parsed once per second."""
-    try:
-        return datetime.fromisoformat(text + "+00:00").timestamp()
-    except ValueError:
-        return None
 
 
 def worker_of(event: dict[str, Any]) -> str:
@@ -222,118 +200,6 @@ def _stage_rows(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         else:
             rows.seen(stage, attempt)
     return rows.result()
-
-
-class StageRows:
-    """A run's per-stage rows, fed one task event at a time.
-
-    ``summarize`` feeds it a run's event dicts; the runner's ``Reporter``
-    feeds it as it writes each event, so a large run's summary is ready when
-    the run ends instead of costing a pass over every event then. A stage's
-    ``task_wall_s`` sums its attempts' spans (as ``task_spans`` measures them)
-    and ``wall_s`` runs from the first span's start to the last one's end.
-    """
-
-    def __init__(self) -> None:
-        self.rows: dict[Any, dict[str, Any]] = {}
-        self._begun: dict[tuple[Any, Any, Any], Any] = {}  # open attempt -> its start
-        self._spans: dict[str, list[float]] = {}  # stage -> [sum of spans, first start, end]
-
-    def started(self, stage: Any, batch: Any, attempt: Any, at: Any) -> None:
-        """An attempt began at ``at`` (seconds since the epoch, or an event's timestamp)."""
-        row = self._row(stage, attempt)
-        self._begun[(stage, batch, attempt)] = at
-        if row["status"] == "pending":
-            row["status"] = "running"
-
-    def finished(
-        self, stage: Any, batch: Any, attempt: Any, end: float | None, wall_s: Any, cpu_s: Any,
-        max_rss_bytes: Any, input_bytes: Any, output_bytes: Any, transport: Any, cached: Any,
-    ) -> None:
-        """An attempt ended at ``end`` with these metrics (as ``task_finished`` has them)."""
-        row = self._row(stage, attempt)
-        row["cpu_s"] += float(cpu_s or 0.0)
-        peak = int(max_rss_bytes or 0)
-        if peak > row["max_rss_bytes"]:
-            row["max_rss_bytes"] = peak
-        row["input_bytes"] += int(input_bytes or 0)
-        row["output_bytes"] += int(output_bytes or 0)
-        if transport:
-            row["_transports"].add(str(transport))
-        if cached:
-            row["cached"] = True
-        if batch is not None:
-            row["batches"] += 1
-        if row["status"] in ("pending", "running"):
-            row["status"] = "succeeded"
-        self._begun.pop((stage, batch, attempt), None)
-        if end is not None:
-            self._span(str(stage), end - float(wall_s or 0.0), end)
-
-    def failed(self, stage: Any, batch: Any, attempt: Any, end: float | None, *,
-               final: bool) -> None:
-        """An attempt failed at ``end`` (``final``: for good; else it is tried again)."""
-        row = self._row(stage, attempt)
-        if final:
-            row["status"] = "failed"
-        begun = self._begun.pop((stage, batch, attempt), None)
-        if end is not None:
-            at = seconds(begun) if isinstance(begun, str) else begun
-            self._span(str(stage), min(at, end) if at is not None else end, end)
-
-    def skipped(self, stage: Any, attempt: Any, reason: Any) -> None:
-        row = self._row(stage, attempt)
-        row["status"] = "cached" if reason == "cached" else "skipped"
-        row["cached"] = reason == "cached"
-        row["reason"] = reason
-
-    def seen(self, stage: Any, attempt: Any) -> None:
-        """Any other task event (a retry announced): it counts its attempt."""
-        self._row(stage, attempt)
-
-    def result(self) -> dict[str, dict[str, Any]]:
-        """The finished rows, by stage (stages not selected for the run left out)."""
-        rows = {}
-        for name, row in self.rows.items():
-            if row.get("reason") == "not_selected":
-                continue
-            row = dict(row)
-            total, first, last = self._spans.get(name, (0.0, 0.0, 0.0))
-            row["task_wall_s"] = round(total, 6)
-            row["wall_s"] = round(last - first, 6)
-            row["cpu_s"] = round(row["cpu_s"], 6)
-            row["transport"] = "+".join(sorted(row.pop("_transports"))) or None
-            if row["cached"] and row["status"] == "succeeded":
-                row["status"] = "cached"
-            if row["batches"] == 0:
-                row["batches"] = None
-            rows[name] = row
-        return rows
-
-    def _row(self, stage: Any, attempt: Any) -> dict[str, Any]:
-        row = self.rows.get(stage)
-        if row is None:
-            row = self.rows[stage] = _empty_row(str(stage))
-        if attempt is not None and int(attempt) > row["attempts"]:
-            row["attempts"] = int(attempt)
-        return row
-
-    def _span(self, stage: str, start: float, end: float) -> None:
-        known = self._spans.get(stage)
-        if known is None:
-            self._spans[stage] = [end - start, start, end]
-        else:
-            known[0] += end - start
-            known[1] = min(known[1], start)
-            known[2] = max(known[2], end)
-
-
-def _empty_row(stage: str) -> dict[str, Any]:
-    return {
-        "stage": stage, "status": "pending", "wall_s": 0.0, "task_wall_s": 0.0, "cpu_s": 0.0,
-        "max_rss_bytes": 0, "input_bytes": 0, "output_bytes": 0, "transport": None,
-        "cached": False, "attempts": 0, "batches": 0, "_transports": set(),
-    }
 
 
 def _run_wall(events: list[dict[str, Any]], start: dict[str, Any]) -> float:
