@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from .executors.base import Batched, Executor, Output, Ref, output_handles
+from .store import Handle
+from .store.codec import inline_value
 from .values import concatenate
 
 
@@ -77,6 +79,8 @@ class Ledger:
         Raises what reading raised (e.g. a result whose unpickling fails).
         """
         output = self.outputs[stage]
+        if type(output) is Handle and type(output.payload) is bytes and output.transport != "cache":
+            return inline_value(output.payload), []  # in the handle itself: nothing to close
         parts, opened = [], []
         try:
             for ref in output_handles(output):

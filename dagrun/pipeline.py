@@ -51,19 +51,21 @@ class Pipeline:
         """Add stages (decorated functions, ``Stage`` values or ``include`` groups)
         and ``@worker_init`` resources."""
         for item in items:
-            if isinstance(item, StageGroup | Pipeline):
-                self.add(item)
-                if isinstance(item, Pipeline):
-                    self.resources.update(item.resources)
-                continue
-            resource = as_resource(item)
-            if resource is not None:
-                self.resources.setdefault(resource.name, resource)
-                continue
-            record = as_stage(item)
+            record = item if type(item) is Stage else None  # bound copies: checked first
             if record is None:
-                msg = f"Pipeline() expects stages, got {item!r}; decorate it with @stage"
-                raise TypeError(msg)
+                if isinstance(item, StageGroup | Pipeline):
+                    self.add(item)
+                    if isinstance(item, Pipeline):
+                        self.resources.update(item.resources)
+                    continue
+                resource = as_resource(item)
+                if resource is not None:
+                    self.resources.setdefault(resource.name, resource)
+                    continue
+                record = as_stage(item)
+                if record is None:
+                    msg = f"Pipeline() expects stages, got {item!r}; decorate it with @stage"
+                    raise TypeError(msg)
             known = self.stages.get(record.name)
             if known is None:
                 self.stages[record.name] = record

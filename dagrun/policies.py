@@ -96,14 +96,15 @@ def bottom_levels(
     A stage without an estimate counts as 1 (a structural estimate: the
     number of stages on its longest path).
     """
-    consumers: dict[str, list[str]] = {name: [] for name in upstream}
+    consumers: dict[str, list[str]] = {}  # only stages that have some: most have none
     for name, inputs in upstream.items():
         for u in inputs:
             consumers.setdefault(u, []).append(name)
     level: dict[str, float] = {}
+    get, below_of = estimate.get, level.__getitem__
     for name in _reverse_topological(upstream, consumers):
-        below = max((level[c] for c in consumers.get(name, ())), default=0.0)
-        level[name] = estimate.get(name, 1.0) + below
+        users = consumers.get(name)
+        level[name] = get(name, 1.0) + (max(map(below_of, users)) if users else 0.0)
     return level
 
 
@@ -116,7 +117,7 @@ def _reverse_topological(
     while ready:
         name = ready.pop()
         order.append(name)
-        for u in upstream.get(name, ()):
+        for u in upstream[name]:
             if u in remaining:
                 remaining[u] -= 1
                 if remaining[u] == 0:

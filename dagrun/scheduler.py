@@ -61,7 +61,7 @@ class Scheduler:
         priority: Mapping[str, float] | None = None,
     ) -> None:
         self.order = {name: i for i, name in enumerate(order)}
-        self.priority = dict(priority or {})
+        self.priority = priority if priority is not None else {}  # read, never changed
         # Never changed (``waiting`` holds what is still missing): a stage without inputs
         # shares the one empty frozenset.
         self.inputs = {name: frozenset(inputs.get(name, ())) for name in order}

@@ -77,10 +77,14 @@ class Stage:
         self, name: str | None = None, *, inputs: Mapping[str, str] | None = None, **params: Any
     ) -> Stage:
         """A copy of this stage under ``name``, with inputs renamed and parameters bound."""
-        # Built directly (``dataclasses.replace`` reads every field's definition each
-        # time): a generated pipeline binds one stage thousands of times.
-        return Stage(self.func, name or self.name, self.options, {**self.inputs, **(inputs or {})},
-                     {**self.bound, **params}, self.prefix)
+        # Built directly, without the frozen dataclass's ``__init__`` (a setattr per field) or
+        # ``dataclasses.replace`` (which also reads every field's definition): a generated
+        # pipeline binds one stage thousands of times.
+        record = object.__new__(Stage)
+        record.__dict__.update(func=self.func, name=name or self.name, options=self.options,
+                               inputs={**self.inputs, **(inputs or {})},
+                               bound={**self.bound, **params}, prefix=self.prefix)
+        return record
 
     def same_as(self, other: Stage) -> bool:
         """True when both describe the same node (a stage reached twice by import)."""

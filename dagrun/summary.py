@@ -22,6 +22,8 @@ a retried stage it includes the failed attempts and the delays between them.
 
 from __future__ import annotations
 
+import heapq
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,7 +113,7 @@ def summary_of(
     cpu = sum(row["cpu_s"] for row in rows.values())
     path, length = critical_path(edges, {n: r["wall_s"] for n, r in rows.items()})
     ran = [r for r in rows.values() if r["status"] not in ("skipped", "cached")]
-    slowest = sorted(ran, key=lambda r: -r["wall_s"])[:SLOWEST]
+    slowest = heapq.nlargest(SLOWEST, ran, key=operator.itemgetter("wall_s"))  # ties: in order
     return {
         "wall_s": round(wall_s, 6),
         "workers": workers,
@@ -129,16 +131,22 @@ def critical_path(
     edges: list[tuple[str, str]], weight: dict[str, float]
 ) -> tuple[list[str], float]:
     """The heaviest chain through the DAG, and its weight (stages absent from ``weight``: 0)."""
-    preds: dict[str, list[str]] = {n: [] for n in weight}
+    preds: dict[str, list[str]] = dict.fromkeys(weight, _NONE)  # shared until a stage has one
     for up, down in edges:
-        preds.setdefault(up, [])
-        preds.setdefault(down, []).append(up)
+        preds.setdefault(up, _NONE)
+        ups = preds.get(down)
+        if ups is None or ups is _NONE:
+            preds[down] = [up]
+        else:
+            ups.append(up)
     best: dict[str, float] = {}
     via: dict[str, str | None] = {}
+    weight_of, best_of = weight.get, best.__getitem__
     for node in _producers_first(preds):
-        before = max(preds[node], key=lambda u: best[u], default=None)
+        ups = preds[node]
+        before = max(ups, key=best_of) if ups else None
         via[node] = before
-        best[node] = weight.get(node, 0.0) + (best[before] if before is not None else 0.0)
+        best[node] = weight_of(node, 0.0) + (best[before] if before is not None else 0.0)
     if not best:
         return [], 0.0
     node: str | None = max(best, key=lambda n: best[n])
@@ -151,6 +159,9 @@ def critical_path(
     while path and not weight.get(path[0]):  # stages that did not run carry no time
         path.pop(0)
     return path, length
+
+
+_NONE: list[str] = []  # no predecessors (never appended to)
 
 
 def _producers_first(preds: dict[str, list[str]]) -> list[str]:

@@ -306,6 +306,17 @@ def _read_blob(blob: BlobPayload, config: StoreConfig, stage: str) -> Any:
     return segments.open_read(config, blob.segment, stage)[: blob.size]
 
 
+def inline_value(payload: bytes) -> Any:
+    """The value a handle carries in itself (a small pickle): nothing to map or close."""
+    if b"_frombuffer" in payload:  # arrays inside: make them read-only too
+        value = _ReadOnlyUnpickler(io.BytesIO(payload)).load()
+    else:
+        value = pickle.loads(payload)
+    if isinstance(value, np.ndarray):
+        value.flags.writeable = False
+    return value
+
+
 def decode(handle: Handle, config: StoreConfig, stage: str) -> Decoded:
     """Read a stored value back; arrays come back read-only, mapped where stored."""
     payload = handle.payload
@@ -314,13 +325,7 @@ def decode(handle: Handle, config: StoreConfig, stage: str) -> Decoded:
 
         return Decoded(load_adopted(payload))
     if type(payload) is bytes:
-        if b"_frombuffer" in payload:  # arrays inside: make them read-only too
-            value = _ReadOnlyUnpickler(io.BytesIO(payload)).load()
-        else:
-            value = pickle.loads(payload)
-        if isinstance(value, np.ndarray):
-            value.flags.writeable = False
-        return Decoded(value)
+        return Decoded(inline_value(payload))
     decoded = Decoded(_decode_value(handle, config, stage))
     ref = weakref.ref(decoded)
 
