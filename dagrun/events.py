@@ -184,17 +184,12 @@ class EventLog:
         self._write({"event": event, "timestamp": self._stamp.now(), "level": level,
                      "run_id": self.run_id, **fields})
 
-    def head(self, event: str, level: str = "info") -> dict[str, Any]:
-        """A new event's common fields, stamped now: fill in the rest, then ``put`` it."""
-        return {"event": event, "timestamp": self._stamp.now(), "level": level,
-                "run_id": self.run_id}
-
     def stamp(self) -> str:
         """The timestamp of an event made now (``last_time`` is then its time)."""
         return self._stamp.now()
 
     def put(self, record: dict[str, Any]) -> None:
-        """Write an event that ``head`` began (or that carries the common fields itself)."""
+        """Write an event that carries the common fields itself (``stamp`` gives its time)."""
         self._write(record)
 
     def write(self, event: str, fields: dict[str, Any], level: str = "info") -> None:

@@ -90,7 +90,7 @@ class Planner:
         node = self.graph.nodes[name]
         if node.map_input is None:
             spec = self.task(TaskKey(name))
-            held = any(_held(output) for output in spec.inputs.values())
+            held = bool(spec.inputs) and any(map(_held, spec.inputs.values()))
             self.push(spec, first=held)  # first, while the worker holding its input is idle
             return NOTHING
         length = self.ledger[node.inputs[node.map_input]].length
@@ -169,15 +169,16 @@ class Planner:
         found = None
         while self.queue:
             item = heapq.heappop(self.queue)
-            if item[-1].key in self.alone:
+            spec = item[-1]
+            if self.alone and spec.key in self.alone:
                 admitted = not self.reserved  # after every running task, whatever its need
             else:
-                need = self.need(item[-1])
+                need = self.need(spec)
                 admitted = need <= 0 or policies.admits(
                     need, sum(self.reserved.values()), self.ledger.live_bytes, self.budget,
                     len(self.reserved))
             if admitted:
-                found = item[-1]
+                found = spec
                 break
             passed.append(item)
         for item in passed:

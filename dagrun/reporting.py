@@ -31,21 +31,30 @@ class Reporter:
         self, spec: TaskSpec, worker: int | str, host: str | None, priority: float,
         estimate: float | None = None,
     ) -> None:
-        record = self.events.head("task_started")  # one dict: a task starts once per task
-        record["stage"], record["attempt"] = spec.key.stage, spec.attempt
-        if isinstance(worker, int):
+        stage, batch = spec.key
+        events = self.events
+        record: dict[str, Any] = {  # one dict: a task starts once per task
+            "event": "task_started",
+            "timestamp": events.stamp(),
+            "level": "info",
+            "run_id": events.run_id,
+            "stage": stage,
+            "attempt": spec.attempt,
+        }
+        if type(worker) is int:
             record["worker_pid"] = worker
         else:
             record["worker"], record["host"] = worker, host
         record["priority"] = round(priority, 6)
         record["estimate_s"] = None if estimate is None else round(estimate, 6)
-        if spec.key.batch is not None:
+        if batch is not None:
             record.update(self._batch(spec.key, spec.items))
-        self.events.put(record)
-        self.rows.started(spec.key.stage, spec.key.batch, spec.attempt, self.events.last_time)
+        events.put(record)
+        self.rows.started(stage, batch, spec.attempt, events.last_time)
 
     def finished(self, outcome: TaskOutcome) -> None:
         m = outcome.metrics  # its times come rounded to the microsecond
+        stage, batch = outcome.key
         # The event is the metrics record the RunResult keeps: one dict per task.
         events = self.events
         record: dict[str, Any] = {
@@ -53,7 +62,7 @@ class Reporter:
             "timestamp": events.stamp(),
             "level": "info",
             "run_id": events.run_id,
-            "stage": outcome.key.stage,
+            "stage": stage,
             "attempt": outcome.attempt,
             "worker_pid": m.worker_pid,
             "wall_s": m.wall_s,
@@ -66,17 +75,16 @@ class Reporter:
             "transport": m.transport,
             "cached": False,
         }
-        if outcome.key.batch is not None:
+        if batch is not None:
             record.update(self._batch(outcome.key))
         if m.worker is not None:
             record["worker"], record["host"] = m.worker, m.host
-        if outcome.key.batch is not None:
+        if batch is not None:
             record["items"] = m.items
         self.metrics.append(record)
-        self.events.put(record)
-        self.rows.finished(outcome.key.stage, outcome.key.batch, outcome.attempt,
-                           self.events.last_time, m.wall_s, m.cpu_s, m.max_rss_bytes,
-                           m.input_bytes, m.output_bytes, m.transport, False)
+        events.put(record)
+        self.rows.finished(stage, batch, outcome.attempt, events.last_time, m.wall_s, m.cpu_s,
+                           m.max_rss_bytes, m.input_bytes, m.output_bytes, m.transport, False)
 
     def failed(self, key: TaskKey, attempt: int, info: ErrorInfo, *, final: bool) -> None:
         self.events.emit(

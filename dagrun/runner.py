@@ -39,7 +39,7 @@ from .planning import Planner
 from .reporting import Reporter
 from .result import RunResult
 from .run_ends import RunTimedOut, bind_run_date, emit_start, finish_result
-from .scheduler import Step, TaskKey
+from .scheduler import NOTHING, Step, TaskKey
 from .settings import RunOptions, usable_cpus
 from .signals import SignalGuard
 
@@ -192,7 +192,9 @@ class _Run:
         while True:
             ready = self.plan.scheduler.take_ready()
             for name in ready:
-                self._apply(self.plan.plan(name))
+                step = self.plan.plan(name)
+                if step is not NOTHING:  # most stages are queued: nothing to apply
+                    self._apply(step)
             settled = self.plan.retry_cache_waits()
             for step in settled:
                 self._apply(step)
