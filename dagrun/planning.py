@@ -59,7 +59,13 @@ class Planner:
         self.levels = policies.bottom_levels(upstream, self.estimates.wall_s)
         self.budget = options.memory or estimates.default_budget(self.tuning.memory_margin)
         self.reserved: dict[TaskKey, int] = {}
-        self._needs: dict[str, int] = {}  # stage -> bytes one of its tasks is predicted to grow by
+        # Stage -> bytes one of its tasks is predicted to grow by (declared, or from history),
+        # fixed for the run; the stages that predict nothing are left out (most are).
+        self._needs = {s: g for s, g in self.estimates.growth.items() if g}
+        for name in graph.selected:
+            declared = graph.nodes[name].stage.options.memory
+            if declared:
+                self._needs[name] = declared
         self.alone: set[TaskKey] = set()  # retried alone after the out-of-memory killer struck
         self.scheduler = Scheduler(upstream, graph.selected, set(graph.targets),
                                    keep_going=options.keep_going, priority=self.levels)
@@ -154,12 +160,7 @@ class Planner:
         """Bytes ``spec``'s task is predicted to grow by (the whole budget: it runs alone)."""
         if self.alone and spec.key in self.alone:
             return max(self.budget or 0, 1)
-        stage = spec.key.stage
-        need = self._needs.get(stage)
-        if need is None:  # declared, or from history: fixed for the run
-            declared = self.graph.nodes[stage].stage.options.memory
-            need = self._needs[stage] = declared or self.estimates.growth.get(stage, 0)
-        return need
+        return self._needs.get(spec.key.stage, 0)
 
     def pop_admitted(self) -> TaskSpec | None:
         """The first queued spec that may start now, memory considered; None if none may."""

@@ -264,7 +264,7 @@ class _Run:
             self._drop_pending()
 
     def _apply(self, step: Step, key: TaskKey | None = None) -> None:
-        if step.stage_done and key is not None:
+        if step.stage_done and key is not None and key.batch is not None:  # its last batch
             self.ledger.complete(key.stage, self.graph.nodes[key.stage].stage.options.concat)
         for name in step.released:
             self.ledger.release(name)

@@ -62,11 +62,12 @@ def read_outcome(data: bytes, spec: TaskSpec, pid: int) -> TaskOutcome:
     return TaskOutcome(spec.key, spec.attempt, handle, error, TaskMetrics._make(metrics))
 
 
-_HANDLE_FIELDS = tuple(Handle.__dataclass_fields__)
+assert tuple(Handle.__dataclass_fields__) == ("transport", "nbytes", "payload", "length")
 
 
 def _handle(fields: tuple[Any, ...]) -> Handle:
     """``Handle(*fields)`` without the frozen dataclass's setattr per field (one per task)."""
     handle = object.__new__(Handle)
-    handle.__dict__.update(zip(_HANDLE_FIELDS, fields, strict=True))
+    state = handle.__dict__
+    state["transport"], state["nbytes"], state["payload"], state["length"] = fields
     return handle
