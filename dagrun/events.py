@@ -131,11 +131,11 @@ class _Stamp:
     def now(self) -> str:
         """The current UTC time, ISO 8601 with microseconds."""
         micros = self.last = time.time_ns() // 1000
-        second, fraction = divmod(micros, 1_000_000)
+        second = micros // 1_000_000
         if second != self.second:  # strftime once a second: the rest is string work
             self.second = second
-            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self.prefix}.{fraction:06d}Z"
+            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+        return "%s%06dZ" % (self.prefix, micros - second * 1_000_000)  # noqa: UP031 - twice as fast
 
 
 class EventLog:

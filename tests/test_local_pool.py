@@ -176,3 +176,36 @@ def test_rss_growth_is_the_tasks_own(method, pool):
     assert grown.max_rss_bytes >= grown.rss_growth_bytes
     assert quiet.rss_growth_bytes < 8 << 20
     assert quiet.max_rss_bytes < grown.max_rss_bytes  # the peak was reset between tasks
+
+
+def test_inbox_reassembles_messages_split_and_joined_across_reads():
+    """Messages come out whole and in order however the pipe cuts them: several in one
+    read, one across several reads, empty ones, and the long (over 2 GiB) header form."""
+    import random
+    import struct
+
+    from dagrun.executors.local import framing
+
+    rng = random.Random(7)
+    messages = [rng.randbytes(rng.choice([0, 1, 7, 300, 5000, 70_000])) for _ in range(400)]
+    long_form = b"long header"
+    r, w = os.pipe()
+
+    def write() -> None:
+        for message in messages:
+            framing.send(w, message)
+        framing.write_all(w, struct.pack("!i", -1) + struct.pack("!Q", len(long_form)) + long_form)
+        os.close(w)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    inbox, got = framing.Inbox(r), []
+    try:
+        while True:
+            got.append(inbox.next())
+    except EOFError:
+        pass
+    finally:
+        writer.join()
+        os.close(r)
+    assert got == [*messages, long_form]

@@ -43,17 +43,26 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 class Inbox:
-    """The bytes read from one pipe that are not yet taken as messages."""
+    """The bytes read from one pipe that are not yet taken as messages.
+
+    Messages are taken from ``start`` on; the taken bytes are dropped only once
+    they are half the buffer, so a read that brought many messages is not moved
+    down once per message.
+    """
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.buffer = bytearray()
+        self.start = 0  # where the first message not yet taken begins
 
     def fill(self) -> None:
         """One read of what waits in the pipe (blocks while it is empty); EOFError at its end."""
         data = os.read(self.fd, READ_SIZE)
         if not data:
             raise EOFError
+        if self.start and self.start * 2 >= len(self.buffer):
+            del self.buffer[:self.start]
+            self.start = 0
         self.buffer += data
 
     def take(self) -> bytes | None:
@@ -61,9 +70,14 @@ class Inbox:
         bounds = self._first()
         if bounds is None:
             return None
-        start, end = bounds
-        message = bytes(self.buffer[start:end])
-        del self.buffer[:end]
+        begin, end = bounds
+        with memoryview(self.buffer) as view:
+            message = bytes(view[begin:end])
+        if end == len(self.buffer):
+            self.buffer.clear()
+            self.start = 0
+        else:
+            self.start = end
         return message
 
     def next(self) -> bytes:
@@ -76,18 +90,18 @@ class Inbox:
 
     def has_message(self) -> bool:
         """Whether a whole message waits in the buffer."""
-        return bool(self.buffer) and self._first() is not None
+        return len(self.buffer) > self.start and self._first() is not None
 
     def _first(self) -> tuple[int, int] | None:
-        buffer = self.buffer
-        if len(buffer) < 4:
+        buffer, start = self.buffer, self.start
+        if len(buffer) - start < 4:
             return None
-        (size,) = _LENGTH.unpack_from(buffer)
-        start = 4
+        (size,) = _LENGTH.unpack_from(buffer, start)
+        begin = start + 4
         if size == -1:
-            if len(buffer) < 12:
+            if len(buffer) - start < 12:
                 return None
-            (size,) = _LONG_LENGTH.unpack_from(buffer, 4)
-            start = 12
-        end = start + size
-        return (start, end) if len(buffer) >= end else None
+            (size,) = _LONG_LENGTH.unpack_from(buffer, begin)
+            begin = start + 12
+        end = begin + size
+        return (begin, end) if len(buffer) >= end else None
