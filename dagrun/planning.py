@@ -5,7 +5,7 @@
                       ├─ ordinary stage ─▶ one TaskSpec (keep? placement record)
                       └─ mapped stage ───▶ one TaskSpec per batch (policies.batch_ranges)
                                               │
-    queue: a heap by (bottom level, arrival) ◀┘      retries wait in ``delayed`` until due
+    queue: by (bottom level, arrival) ◀┘      retries wait in ``delayed`` until due
         │
         └─▶ pop_admitted: the first spec whose predicted memory fits beside the running ones
 
@@ -31,6 +31,7 @@ from . import estimates, policies
 from .executors.base import ErrorInfo, Output, Pending, TaskOutcome, TaskSpec, output_handles
 from .graph import Graph
 from .ledger import Ledger
+from .ready import ReadyQueue
 from .reporting import Reporter
 from .scheduler import NOTHING, Scheduler, Step, TaskKey
 from .settings import RunOptions
@@ -71,7 +72,7 @@ class Planner:
                                    keep_going=options.keep_going, priority=self.levels)
         self.keeps_values = executor.name == "local" and not options.max_tasks_per_worker
         self.executor = executor
-        self.queue: list[tuple[float, int, TaskSpec]] = []
+        self.queue = ReadyQueue()
         self.delayed: list[tuple[float, int, TaskSpec]] = []
         self.chained: dict[str, TaskSpec] = {}  # stage -> its task queued behind its input's
         self.slices = InputSlices(executor, self.tuning.slice_max)
@@ -150,7 +151,7 @@ class Planner:
 
     def push(self, spec: TaskSpec, *, first: bool = False) -> None:
         rank = float("-inf") if first else -self.priority(spec.key.stage)
-        heapq.heappush(self.queue, (rank, next(self.sequence), spec))
+        self.queue.push(rank, spec)
 
     def priority(self, stage: str) -> float:
         return self.levels.get(stage, 0.0)
@@ -169,8 +170,7 @@ class Planner:
         passed = []
         found = None
         while self.queue:
-            item = heapq.heappop(self.queue)
-            spec = item[-1]
+            rank, spec = self.queue.pop()
             if self.alone and spec.key in self.alone:
                 admitted = not self.reserved  # after every running task, whatever its need
             else:
@@ -181,9 +181,9 @@ class Planner:
             if admitted:
                 found = spec
                 break
-            passed.append(item)
-        for item in passed:
-            heapq.heappush(self.queue, item)
+            passed.append((rank, spec))
+        for rank, spec in reversed(passed):  # back where they were, in their order
+            self.queue.put_back(rank, spec)
         return found
 
     def reserve(self, spec: TaskSpec) -> None:
@@ -364,7 +364,7 @@ class Planner:
 
     def take_pending(self) -> list[str]:
         """Stages whose tasks have not started (queued, delayed): they will not start now."""
-        pending = [spec for *_, spec in self.queue] + [spec for *_, spec in self.delayed]
+        pending = [*self.queue] + [spec for *_, spec in self.delayed]
         self.queue.clear()
         self.delayed.clear()
         stages = list(dict.fromkeys(s.key.stage for s in pending))

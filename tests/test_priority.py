@@ -52,3 +52,29 @@ def test_admission_keeps_big_stages_apart_and_lets_small_ones_share(state_dir):
     assert _overlap(spans["big_one"], spans["big_two"]) <= 0.01
     for small in ("small_one", "small_two"):
         assert max(_overlap(spans[small], s) for n, s in spans.items() if n != small) > 0.2
+
+
+def test_ready_queue_takes_the_lowest_rank_first_then_arrival_order():
+    """The planner's queue: rank first, arrival order within a rank, and a spec put back
+    after admission passed it over returns to the head of its line."""
+    from dagrun.executors.base import TaskSpec
+    from dagrun.ready import ReadyQueue
+    from dagrun.scheduler import TaskKey
+
+    def spec(name: str) -> TaskSpec:
+        return TaskSpec(TaskKey(name), 1, {}, {}, 0.0)
+
+    queue = ReadyQueue()
+    for rank, name in [(-1.0, "a"), (-2.0, "b"), (-1.0, "c"), (float("-inf"), "held"),
+                       (-2.0, "d"), (0.0, "e")]:
+        queue.push(rank, spec(name))
+    assert len(queue) == 6
+    first = [queue.pop(), queue.pop()]
+    assert [s.key.stage for _, s in first] == ["held", "b"]
+    for rank, s in reversed(first):
+        queue.put_back(rank, s)
+    assert sorted(s.key.stage for s in queue) == ["a", "b", "c", "d", "e", "held"]
+    order = []
+    while queue:
+        order.append(queue.pop()[1].key.stage)
+    assert order == ["held", "b", "d", "a", "c", "e"]
