@@ -65,10 +65,10 @@ class Scheduler:
         # Never changed (``waiting`` holds what is still missing): a stage without inputs
         # shares the one empty frozenset.
         self.inputs = {name: frozenset(inputs.get(name, ())) for name in order}
-        self.consumers_of: dict[str, list[str]] = {name: [] for name in order}
+        self.consumers_of: dict[str, list[str]] = {}  # only stages that have consumers
         for name in order:
             for upstream in self.inputs[name]:
-                self.consumers_of[upstream].append(name)
+                self.consumers_of.setdefault(upstream, []).append(name)
         self.keep = set(keep)
         self.keep_going = keep_going
         self.waiting = {name: set(deps) for name, deps in self.inputs.items() if deps}
@@ -79,7 +79,7 @@ class Scheduler:
         self.done: set[str] = set()
         self.failed: set[str] = set()
         self.skipped: dict[str, str] = {}
-        self.consumers = {name: len(c) for name, c in self.consumers_of.items()}
+        self.consumers = {name: len(c) for name, c in self.consumers_of.items()}  # left to finish
         self.stopped = False
 
     # -- queries ---------------------------------------------------------
@@ -121,9 +121,9 @@ class Scheduler:
             self.consumers[upstream] -= 1
             if self.consumers[upstream] == 0 and upstream not in self.keep:
                 step.released.append(upstream)
-        if not self.consumers[stage] and stage not in self.keep:
+        if not self.consumers.get(stage) and stage not in self.keep:
             step.released.append(stage)
-        for consumer in self.consumers_of[stage]:
+        for consumer in self.consumers_of.get(stage, ()):
             deps = self.waiting.get(consumer)
             if deps is None:
                 continue
@@ -146,7 +146,7 @@ class Scheduler:
             self.consumers[upstream] -= 1
             if self.consumers[upstream] == 0 and upstream not in self.keep:
                 step.released.append(upstream)
-        pending = list(self.consumers_of[stage])
+        pending = list(self.consumers_of.get(stage, ()))
         while pending:
             name = pending.pop()
             if name in self.skipped or name in self.done or name in self.failed:
@@ -162,7 +162,7 @@ class Scheduler:
                 done_with = self.consumers[upstream] == 0 and upstream in self.done
                 if done_with and upstream not in self.keep:
                     step.released.append(upstream)
-            pending.extend(self.consumers_of[name])
+            pending.extend(self.consumers_of.get(name, ()))
         if not self.keep_going:
             step.skipped.update(self.stop())
         return step
