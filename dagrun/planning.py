@@ -5,7 +5,7 @@
                       ├─ ordinary stage ─▶ one TaskSpec (keep? placement record)
                       └─ mapped stage ───▶ one TaskSpec per batch (policies.batch_ranges)
                                               │
-    queue: by (bottom level, arrival) ◀┘      retries wait in ``delayed`` until due
+    queue: by bottom level, then arrival ────◀┘      retries wait in ``delayed`` until due
         │
         └─▶ pop_admitted: the first spec whose predicted memory fits beside the running ones
 
