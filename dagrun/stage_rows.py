@@ -34,7 +34,6 @@ def _whole_seconds(text: str) -> float | None:
         return None
 
 
-
 class StageRows:
     """A run's per-stage rows, fed one task event at a time.
 

@@ -62,7 +62,8 @@ def read_outcome(data: bytes, spec: TaskSpec, pid: int) -> TaskOutcome:
     return TaskOutcome(spec.key, spec.attempt, handle, error, TaskMetrics._make(metrics))
 
 
-assert tuple(Handle.__dataclass_fields__) == ("transport", "nbytes", "payload", "length")
+if tuple(Handle.__dataclass_fields__) != ("transport", "nbytes", "payload", "length"):
+    raise ImportError("wire._handle fills Handle's fields by name: list them there as Handle has")
 
 
 def _handle(fields: tuple[Any, ...]) -> Handle:
