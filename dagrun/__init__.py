@@ -17,7 +17,12 @@ pyarrow or networkx.
 
 from __future__ import annotations
 
+import sys
 from importlib import import_module
+from importlib.abc import Loader, MetaPathFinder
+from importlib.machinery import ModuleSpec
+from importlib.util import spec_from_loader
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -63,20 +68,22 @@ from .errors import (  # noqa: E402
     ValidationError,
     WorkerCrashed,
 )
-from .params import Secret  # noqa: E402
-from .pipeline import Pipeline  # noqa: E402
-from .resources import worker_init  # noqa: E402
-from .stage import bind, include, stage  # noqa: E402
+from .pipeline.params import Secret  # noqa: E402
+from .pipeline.pipeline import Pipeline  # noqa: E402
+from .pipeline.resources import worker_init  # noqa: E402
+from .pipeline.stage import bind, include, stage  # noqa: E402
 
 _WHERE = {
-    "run": "runner",
-    "RunResult": "result",
+    "run": "control.runner",
+    "RunResult": "control.result",
     "empty": "store",
     "zeros": "store",
 }
 
 
 def __getattr__(name: str) -> Any:
+    if f"{__name__}.{name}" in _MOVED:
+        return import_module(f"{__name__}.{name}")
     module = _WHERE.get(name)
     if module is None:
         msg = f"module 'dagrun' has no attribute {name!r}"
@@ -86,11 +93,35 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+# Modules documented under their earlier top-level names, imported from where they live now.
+_MOVED = {"dagrun.summary": "dagrun.events.summary"}
+
+
+class _MovedModules(MetaPathFinder, Loader):
+    """Makes ``import dagrun.summary`` return ``dagrun.events.summary`` itself."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> ModuleSpec | None:
+        return spec_from_loader(fullname, self) if fullname in _MOVED else None
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType:
+        module = import_module(_MOVED[spec.name])
+        spec.loader_state = module.__spec__
+        return module
+
+    def exec_module(self, module: ModuleType) -> None:
+        # The module ran under its own name already; the import machinery has just
+        # given it the alias's spec, and it keeps its own.
+        module.__spec__ = module.__spec__.loader_state
+
+
+sys.meta_path.append(_MovedModules())
+
+
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
 if TYPE_CHECKING:
-    from .result import RunResult
-    from .runner import run
+    from .control.result import RunResult
+    from .control.runner import run
     from .store import empty, zeros

@@ -14,7 +14,7 @@ import pytest
 from dagrun import Pipeline, bind, stage
 from dagrun.cache import plan_keys
 from dagrun.errors import UnhashableParameter
-from dagrun.graph import build_graph
+from dagrun.graph.build import build_graph
 
 RESOURCES = Path(__file__).parent / "resources"
 TOOL = RESOURCES / "cache_tool.py"

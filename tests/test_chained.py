@@ -91,9 +91,9 @@ def test_the_executor_runs_a_chained_task_on_the_result_before_it(tmp_path):
     import time
 
     from dagrun import store
+    from dagrun.control.scheduler import TaskKey
     from dagrun.executors.base import Pending, Started, TaskOutcome, TaskSpec
     from dagrun.executors.local import LocalExecutor
-    from dagrun.scheduler import TaskKey
     from tests.resources import chained
 
     config = store.StoreConfig.for_run("chain", tmp_path)

@@ -199,7 +199,7 @@ def test_exit_3_when_the_lock_is_held(state_dir):
 def test_help_is_fast():
     """`dagrun --help` works (and does not import numpy)."""
     done = subprocess.run(
-        [sys.executable, "-c", "import sys, dagrun.cli; print('numpy' in sys.modules)"],
+        [sys.executable, "-c", "import sys, dagrun.cli.main; print('numpy' in sys.modules)"],
         capture_output=True, text=True, cwd=ROOT,
     )
     assert done.stdout.strip() == "False"

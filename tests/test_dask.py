@@ -183,7 +183,7 @@ from pathlib import Path
 sys.path.insert(0, {root!r})
 from dagrun.executors import create
 from dagrun.executors.base import TaskSpec
-from dagrun.scheduler import TaskKey
+from dagrun.control.scheduler import TaskKey
 from tests.test_remote import context_for
 
 read, write = os.pipe()

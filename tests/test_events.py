@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import dagrun
-from dagrun.events import EventLog
-from dagrun.summary import seconds as summary_seconds
+from dagrun.events.log import EventLog
+from dagrun.events.summary import seconds as summary_seconds
 
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # anything but tab and newline
 FINISHED = dict(wall_s=0.01, cpu_s=0.01, max_rss_bytes=2**20, rss_growth_bytes=0,

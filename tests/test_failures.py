@@ -30,7 +30,7 @@ import pytest
 import dagrun
 from dagrun.executors.local import describe_exit
 from dagrun.executors.oom import OomWatch
-from dagrun.graph import build_graph
+from dagrun.graph.build import build_graph
 from tests.conftest import ROOT, resource
 from tests.resources.faults import ExitOnLoad, RaiseOnLoad
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dagrun.errors import UsageError
-from dagrun.history import RunRecord, driver_alive, find_run
+from dagrun.events.history import RunRecord, driver_alive, find_run
 from dagrun.jobs.retention import runs_to_prune
 from tests.conftest import ROOT, resource
 

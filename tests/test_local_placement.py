@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dagrun.control.scheduler import TaskKey
 from dagrun.executors.base import Pending, TaskSpec
 from dagrun.executors.local.exits import describe_exit, describe_startup_hang
 from dagrun.executors.local.placement import (
@@ -17,7 +18,6 @@ from dagrun.executors.local.placement import (
     nearest,
     place,
 )
-from dagrun.scheduler import TaskKey
 from dagrun.store import HELD, Handle
 from dagrun.store.config import ArrayPayload, SegmentRef
 

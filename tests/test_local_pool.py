@@ -14,10 +14,10 @@ import psutil
 import pytest
 
 from dagrun import store
+from dagrun.control.scheduler import TaskKey
 from dagrun.executors.base import Started, TaskLog, TaskOutcome, TaskSpec
 from dagrun.executors.local import LocalExecutor
-from dagrun.pipeline import ModuleSource
-from dagrun.scheduler import TaskKey
+from dagrun.pipeline.pipeline import ModuleSource
 from tests.resources import local_faults, output
 
 pytestmark = pytest.mark.timeout(60)

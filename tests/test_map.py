@@ -15,9 +15,9 @@ import pyarrow.compute as pc
 import pytest
 
 import dagrun
+from dagrun.control.policies import auto_batch_size
 from dagrun.executors.worker import concatenate
-from dagrun.policies import auto_batch_size
-from dagrun.stage import as_stage
+from dagrun.pipeline.stage import as_stage
 from dagrun.values import stack_batch
 from tests.conftest import run_resource as run
 

@@ -18,10 +18,10 @@ import pytest
 
 import dagrun
 from dagrun import store
+from dagrun.control.scheduler import TaskKey
 from dagrun.executors.base import TaskLog, TaskOutcome, TaskSpec
 from dagrun.executors.inline import InlineExecutor
 from dagrun.executors.local import LocalExecutor
-from dagrun.scheduler import TaskKey
 from tests.conftest import resource
 from tests.resources import output
 

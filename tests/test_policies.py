@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from dagrun import policies
-from dagrun.policies import Consumer
+from dagrun.control import policies
+from dagrun.control.policies import Consumer
 
 
 def test_auto_batch_size_gives_about_four_batches_per_worker():

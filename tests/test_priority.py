@@ -57,9 +57,9 @@ def test_admission_keeps_big_stages_apart_and_lets_small_ones_share(state_dir):
 def test_ready_queue_takes_the_lowest_rank_first_then_arrival_order():
     """The planner's queue: rank first, arrival order within a rank, and a spec put back
     after admission passed it over returns to the head of its line."""
+    from dagrun.control.ready import ReadyQueue
+    from dagrun.control.scheduler import TaskKey
     from dagrun.executors.base import TaskSpec
-    from dagrun.ready import ReadyQueue
-    from dagrun.scheduler import TaskKey
 
     def spec(name: str) -> TaskSpec:
         return TaskSpec(TaskKey(name), 1, {}, {}, 0.0)

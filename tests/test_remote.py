@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from dagrun.control.scheduler import TaskKey
 from dagrun.executors.base import Batched, ErrorInfo, Event, TaskOutcome, TaskSpec
-from dagrun.executors.engine import task_key
-from dagrun.executors.engine_checks import check_feasible, check_versions, demand
-from dagrun.executors.remote import Blob, Call, nbytes_of, run_task, versions
-from dagrun.graph import build_graph
-from dagrun.loader import load
-from dagrun.scheduler import TaskKey
-from dagrun.stage import StageOptions
+from dagrun.executors.engines.checks import check_feasible, check_versions, demand
+from dagrun.executors.engines.engine import task_key
+from dagrun.executors.engines.remote import Blob, Call, nbytes_of, run_task, versions
+from dagrun.graph.build import build_graph
+from dagrun.pipeline.loader import load
+from dagrun.pipeline.stage import StageOptions
 from dagrun.store import StoreConfig
 from dagrun.values import concatenate
 from tests.conftest import resource

@@ -19,9 +19,9 @@ from typing import Any
 
 import cloudpickle
 
+from dagrun.control.scheduler import TaskKey
 from dagrun.executors import create
 from dagrun.executors.base import ExecutorContext, TaskOutcome, TaskSpec
-from dagrun.scheduler import TaskKey
 from dagrun.store import StoreConfig
 from tests.test_remote import context_for, drive
 

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 import dagrun
-from dagrun.cli import app
-from dagrun.history import read_events
+from dagrun.cli.main import app
+from dagrun.events.history import read_events
 from dagrun.report import chrome_trace, render_html
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -10,14 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dagrun.errors import UsageError
-from dagrun.jobs.cron import (
-    TickDecision,
-    decide,
-    fire_times,
-    next_fires,
-    parse_cron,
-    ticks_between,
-)
+from dagrun.jobs.cron import TickDecision, decide, fire_times, next_fires, parse_cron, ticks_between
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 

@@ -1,6 +1,6 @@
 """The scheduler's transitions, asserted as whole states."""
 
-from dagrun.scheduler import Scheduler, TaskKey
+from dagrun.control.scheduler import Scheduler, TaskKey
 
 DIAMOND = {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}
 ORDER = ["a", "b", "c", "d"]

@@ -24,7 +24,7 @@ from dagrun.executors.base import (
     TaskOutcome,
     TaskSpec,
 )
-from dagrun.pipeline import Pipeline
+from dagrun.pipeline.pipeline import Pipeline
 from dagrun.store import Decoded
 
 

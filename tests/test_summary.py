@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from dagrun.summary import critical_path, format_summary, summarize, task_spans
+from dagrun.events.summary import critical_path, format_summary, summarize, task_spans
 
 BASE = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 

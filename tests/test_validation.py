@@ -9,8 +9,8 @@ import pytest
 
 import dagrun
 from dagrun.errors import PipelineLoadError, ValidationError
-from dagrun.graph import build_graph
-from dagrun.loader import load
+from dagrun.graph.build import build_graph
+from dagrun.pipeline.loader import load
 from tests.conftest import resource
 
 DAGRUN = str(Path(sys.executable).with_name("dagrun"))  # the interpreter running the tests

@@ -7,9 +7,9 @@ import pytest
 
 import dagrun
 from dagrun.errors import ValidationError
-from dagrun.graph import build_graph, mask_params
-from dagrun.loader import load
-from dagrun.params import MASK, Secret, is_secret, plain
+from dagrun.graph.build import build_graph, mask_params
+from dagrun.pipeline.loader import load
+from dagrun.pipeline.params import MASK, Secret, is_secret, plain
 from dagrun.values import kind, unsplittable_annotation
 from tests.conftest import resource
 

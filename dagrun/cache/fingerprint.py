@@ -160,7 +160,7 @@ def _resolve(chain: list[str], scope: dict[str, Any], root: Path) -> Any:
     wrapped = getattr(obj, "__wrapped__", None)
     if wrapped is not None and inspect.isfunction(inspect.unwrap(obj)):
         obj = inspect.unwrap(obj)
-    from ..stage import Stage
+    from ..pipeline.stage import Stage
 
     if isinstance(obj, Stage):
         obj = obj.func

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CacheCorrupt, UnhashableParameter
-from ..graph import Graph
+from ..graph.build import Graph
 from .fingerprint import PYTHON, closure, label_of
 from .hashing import Unhashable, hash_bytes, hash_path, hash_value
 
@@ -176,7 +176,7 @@ _HINTS: dict[Any, dict[str, Any]] = {}
 def _hints(func: Any) -> dict[str, Any]:
     known = _HINTS.get(func)
     if known is None:
-        from ..params import annotations_of
+        from ..pipeline.params import annotations_of
 
         known = annotations_of(func)
         known[""] = tuple(inspect.signature(func).parameters)

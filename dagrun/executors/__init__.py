@@ -23,8 +23,8 @@ Factory = Callable[[Any], Any]  # ExecutorContext -> Executor
 _BUILTIN = {
     "local": ("dagrun.executors.local:create", None),
     "inline": ("dagrun.executors.inline:create", None),
-    "dask": ("dagrun.executors.dask:create", "dask"),
-    "ray": ("dagrun.executors.ray:create", "ray"),
+    "dask": ("dagrun.executors.engines.dask:create", "dask"),
+    "ray": ("dagrun.executors.engines.ray:create", "ray"),
 }
 _registered: dict[str, Factory] = {}
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from ..scheduler import TaskKey
+from ..control.scheduler import TaskKey
 from ..store import Decoded, Handle, StoreConfig
 from ..store.config import ByPosition
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..resources import Resources
+from ..pipeline.resources import Resources
 from ..store import StoreConfig
 from . import capture
 from .base import Event, ExecutorContext, TaskLog, TaskSpec

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import store
-from ..resources import Resources
+from ..pipeline.resources import Resources
 from ..store import Decoded, StoreConfig
 from ..values import concatenate, row_chunk, stack_batch
 from ..values import rows as _rows

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..history import RunRecord, scan_runs
+from ..events.history import RunRecord, scan_runs
 
 MAX_DAYS = 36600  # a century of days: a range longer than this is a typo
 

@@ -42,9 +42,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from ..cli_options import RunArgs
+from ..cli.options import RunArgs
 from ..errors import LockHeldError
-from ..history import scan_runs
+from ..events.history import scan_runs
 from .cron import Cron, decide, next_fire, ticks_between
 from .hooks import run_hook
 from .retention import prune_runs

@@ -11,7 +11,7 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ..history import RunRecord, scan_runs
+from ..events.history import RunRecord, scan_runs
 
 
 def runs_to_prune(

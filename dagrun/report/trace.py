@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..summary import seconds, task_spans
+from ..events.summary import seconds, task_spans
 
 _COMMON = {"event", "timestamp", "level", "run_id", "traceback", "stage", "batch", "attempt"}
 _REMOTE_PID = 1_000_000  # made-up pids for remote workers start above any real one

@@ -135,7 +135,7 @@ def _summary_cost(events_path: Any, workers: int) -> tuple[float, int]:
     """Seconds to summarise a run's events and format the summary; how many events."""
     import json
 
-    from dagrun.summary import format_summary, summarize
+    from dagrun.events.summary import format_summary, summarize
 
     events = [json.loads(line) for line in events_path.read_text().splitlines()]
     t0 = time.perf_counter()

@@ -12,8 +12,8 @@ import json
 import sys
 
 from dagrun.cache import Cache, pipeline_key, plan_keys
-from dagrun.graph import build_graph
-from dagrun.loader import load
+from dagrun.graph.build import build_graph
+from dagrun.pipeline.loader import load
 
 
 def main(argv: list[str]) -> None:

@@ -32,10 +32,9 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from ... import collector
-from ...pipeline import ModuleSource
+from ...pipeline.pipeline import ModuleSource
 from ...store import StoreConfig
-from .. import capture
+from .. import capture, collector
 from ..base import TaskOutcome
 from . import framing, wire
 
@@ -88,8 +87,8 @@ def worker_main(conn: Connection, out: Connection, err: Connection, init: Worker
     err.close()
     sender = _Sender(conn)
     capture.install(sender.record)
-    from ...loader import import_source
-    from ...resources import Resources
+    from ...pipeline.loader import import_source
+    from ...pipeline.resources import Resources
     from ..worker import error_info, execute
 
     for source in init.sources:

@@ -14,20 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ...pipeline import ModuleSource
+from ...pipeline.pipeline import ModuleSource
 from ...settings import TUNING
 from ...store import StoreConfig
 from .. import oom
-from ..base import (
-    ErrorInfo,
-    Event,
-    Ref,
-    Started,
-    TaskKey,
-    TaskMetrics,
-    TaskOutcome,
-    TaskSpec,
-)
+from ..base import ErrorInfo, Event, Ref, Started, TaskKey, TaskMetrics, TaskOutcome, TaskSpec
 from ..machine import MachineValues
 from . import exits, handle, wire
 from .child import WorkerInit

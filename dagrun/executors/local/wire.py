@@ -14,7 +14,7 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-from ...scheduler import TaskKey
+from ...control.scheduler import TaskKey
 from ...store import Handle
 from ..base import ErrorInfo, TaskMetrics, TaskOutcome, TaskSpec
 

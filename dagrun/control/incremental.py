@@ -1,0 +1,173 @@
+"""One run's use of the cache: skip what is unchanged, store what was computed.
+
+    start: keys for every stage (cache.plan_keys: a Merkle chain down the DAG)
+    stage ready ─▶ enabled? ─no─▶ run it
+                     │ yes
+                     ├─ another run holds the key's lock ─▶ wait, look again shortly
+                     ├─ intact entry ─▶ adopt it (task_skipped, reason cached): no task runs
+                     ├─ damaged entry ─▶ cache_corrupt warning, run it
+                     └─ no entry ─▶ run it, holding the key's lock; the worker that makes
+                                    the result writes the entry (a mapped stage's combined
+                                    result is written here, from its batches)
+
+Entries are adopted by reference (``executor.from_cache``): a cached input
+costs its consumer a memory mapping, and an entry nobody reads is never
+loaded. ``--force STAGE`` recomputes that stage and everything downstream;
+``--no-cache`` neither reads nor writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..events.reporter import Reporter
+from ..graph.build import Graph
+from ..settings import RunOptions
+from .ledger import Ledger
+
+
+class RunCache:
+    """The cache as one run sees it: keys, the locks it holds, stages waiting on other runs."""
+
+    def __init__(
+        self, cache: Any, keys: dict[str, Any], forced: set[str], graph: Graph,
+        pipeline_key: str, ledger: Ledger, report: Reporter, executor: Any,
+    ) -> None:
+        self.cache, self.keys, self.forced, self.graph = cache, keys, forced, graph
+        self.pipeline_key = pipeline_key
+        self.ledger, self.report, self.executor = ledger, report, executor
+        self.locks: dict[str, Any] = {}
+        self.waiting: list[str] = []
+        self.digests: dict[str, str] = {}  # cache=False stage -> its result's content hash
+
+    @classmethod
+    def open(
+        cls, graph: Graph, options: RunOptions, run_id: str, ledger: Ledger, report: Reporter,
+        executor: Any,
+    ) -> RunCache | None:
+        """The run's cache, or None when it neither reads nor writes one."""
+        if options.no_cache or not hasattr(executor, "from_cache"):
+            return None
+        if not any(graph.nodes[name].stage.options.cache for name in graph.selected):
+            return None  # nothing to look up or store: no keys, no cache directory
+        shares = getattr(executor, "shares_cache", None)
+        if shares is not None and not shares(str(options.cache_dir)):
+            report.events.emit(
+                "cache_off", level="warning", cache_dir=str(options.cache_dir),
+                reason=f"the {executor.name} workers do not see {options.cache_dir}; give "
+                       f"--cache-dir a directory every worker shares to cache on this cluster",
+            )
+            return None
+        from ..cache import Cache, pipeline_key, plan_keys
+
+        keys = plan_keys(graph)  # after the run date is bound: stages taking it are keyed by it
+        forced = set(options.force)
+        for name in options.force:
+            forced |= graph.descendants(name)
+        return cls(Cache(options.cache_dir), keys, forced, graph, pipeline_key(graph), ledger,
+                   report, executor)
+
+    def enabled_for(self, stage: str) -> bool:
+        record = self.keys.get(stage)
+        return record is not None and not record.volatile and stage not in self.forced
+
+    def lookup(self, stage: str) -> bool | None:
+        """True: adopted from the cache; False: another run makes it (wait); None: compute it."""
+        if not self.enabled_for(stage) or stage in self.locks:
+            return None  # not cached, or claimed already (chained behind its input)
+        key = self.keys[stage].key
+        lock = self.cache.try_lock(key)
+        if lock is None:
+            self.waiting.append(stage)
+            return False
+        entry = self._intact_entry(stage, key)
+        if entry is None:
+            self.locks[stage] = lock
+            return None
+        lock.release()
+        self.ledger.adopt(stage, self.executor.from_cache(entry, stage))
+        self.cache.record(self.pipeline_key, stage, self.keys[stage])
+        self.report.skip(stage, "cached")
+        return True
+
+    def claim(self, stage: str) -> bool:
+        """Take ``stage``'s key for this run when no entry exists: it will be computed here."""
+        if not self.enabled_for(stage):
+            return True
+        if stage in self.locks:
+            return True
+        key = self.keys[stage].key
+        lock = self.cache.try_lock(key)
+        if lock is None:
+            return False
+        if self._intact_entry(stage, key) is not None:
+            lock.release()  # adopted when it becomes ready
+            return False
+        self.locks[stage] = lock
+        return True
+
+    def _intact_entry(self, stage: str, key: str) -> Any:
+        from ..errors import CacheCorrupt
+
+        try:
+            return self.cache.lookup(key)
+        except CacheCorrupt as exc:
+            self.report.notice("cache_corrupt", stage, path=str(exc.path), reason=exc.reason)
+            return None
+
+    def target(self, stage: str) -> Any:
+        """Where the worker making ``stage``'s result stores it, when this run computes it."""
+        if stage not in self.locks or self.graph.nodes[stage].map_input is not None:
+            return None
+        return self.cache.target(self.keys[stage].key, stage)
+
+    def stored(self, stage: str) -> None:
+        """``stage`` finished: a mapped stage's combined result is written now; locks go.
+
+        A ``cache=False`` stage's result is hashed instead, and what it feeds is
+        keyed by that content from now on (it may differ from run to run).
+        """
+        if self.keys[stage].volatile:
+            self._rekey_after(stage)
+            return
+        if stage not in self.locks:
+            return
+        if self.graph.nodes[stage].map_input is not None and stage in self.ledger:
+            value, opened = self.ledger.read(stage)
+            try:
+                self.cache.write(self.keys[stage].key, value, stage=stage)
+            finally:
+                del value
+                for decoded in opened:
+                    decoded.close()
+        self.cache.record(self.pipeline_key, stage, self.keys[stage])
+        self.abandon(stage)
+
+    def _rekey_after(self, stage: str) -> None:
+        from ..cache import hash_value, plan_keys
+
+        users = self.graph.successors.get(stage, ())
+        if stage not in self.ledger or not any(self.enabled_for(u) for u in users):
+            return
+        value, opened = self.ledger.read(stage)
+        try:
+            self.digests[stage] = hash_value(value)
+        finally:
+            del value
+            for decoded in opened:
+                decoded.close()
+        self.keys = plan_keys(self.graph, outputs=self.digests)
+
+    def abandon(self, stage: str) -> None:
+        lock = self.locks.pop(stage, None)
+        if lock is not None:
+            lock.release()
+
+    def take_waiting(self) -> list[str]:
+        waiting, self.waiting = self.waiting, []
+        return waiting
+
+    def close(self) -> None:
+        for stage in list(self.locks):
+            self.abandon(stage)
+
