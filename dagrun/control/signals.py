@@ -42,9 +42,9 @@ from ..settings import TUNING
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 DEBOUNCE_S = TUNING.signal_merge_s
-_PACKAGE = str(Path(__file__).resolve().parent)
-_STORE = str(Path(__file__).resolve().parent / "store")
-_WORKER = str(Path(__file__).resolve().parent / "executors" / "worker.py")
+_PACKAGE = str(Path(__file__).resolve().parent.parent)
+_STORE = str(Path(__file__).resolve().parent.parent / "store")
+_WORKER = str(Path(__file__).resolve().parent.parent / "executors" / "worker.py")
 
 
 class _Emergency(BaseException):

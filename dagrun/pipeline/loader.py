@@ -23,7 +23,7 @@ from types import ModuleType
 from ..errors import DagrunError, PipelineLoadError
 from .pipeline import ModuleSource, Pipeline
 
-_PACKAGE = str(Path(__file__).resolve().parent)
+_PACKAGE = str(Path(__file__).resolve().parent.parent)
 
 
 def load(target: str | Path | ModuleType | Pipeline) -> Pipeline:
