@@ -35,6 +35,7 @@ browser:
 	  || echo "chromium could not be installed: the report's browser test will be skipped"
 
 test: $(STAMP) browser
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory test-313
 
@@ -58,6 +59,7 @@ bench: $(BENCH_STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check dagrun tests pipelines
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) $(VENV313) .dagrun .pytest_cache .ruff_cache

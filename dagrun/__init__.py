@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import sys
 from importlib import import_module
-from importlib.abc import Loader, MetaPathFinder
 from importlib.machinery import ModuleSpec
 from importlib.util import spec_from_loader
 from types import ModuleType
@@ -68,10 +67,11 @@ from .errors import (  # noqa: E402
     ValidationError,
     WorkerCrashed,
 )
+from .pipeline.compose import bind, include  # noqa: E402
 from .pipeline.params import Secret  # noqa: E402
 from .pipeline.pipeline import Pipeline  # noqa: E402
 from .pipeline.resources import worker_init  # noqa: E402
-from .pipeline.stage import bind, include, stage  # noqa: E402
+from .pipeline.stage import stage  # noqa: E402
 
 _WHERE = {
     "run": "control.runner",
@@ -97,7 +97,7 @@ def __getattr__(name: str) -> Any:
 _MOVED = {"dagrun.summary": "dagrun.events.summary"}
 
 
-class _MovedModules(MetaPathFinder, Loader):
+class _MovedModules:
     """Makes ``import dagrun.summary`` return ``dagrun.events.summary`` itself."""
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> ModuleSpec | None:

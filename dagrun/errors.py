@@ -12,12 +12,18 @@
     │   └── StageTimeout           the task ran past its ``timeout``
     ├── StoreError                 an intermediate could not be stored or read
     │   ├── StoreFull              no room in shared memory nor on disk for a value
+    │   ├── SegmentExistsError     a new segment's name was taken (never attached to)
+    │   ├── SegmentMissingError    a handle names a segment that is gone
     │   └── CacheError             the cache directory cannot be used
     │       └── CacheCorrupt       a cache entry is damaged (it is recomputed)
+    ├── RunTimedOut                the run passed its ``max_runtime`` (status timed_out, exit 124)
     └── Interrupted                SIGINT / SIGTERM stopped the run (exit 130 / 143)
 
 User mistakes (``UsageError``) are told apart from failures of the work
-itself; the CLI maps the tree to exit codes in one place (``cli.exit_code_for``).
+itself; the CLI maps the tree to exit codes in one place
+(``cli.options.exit_code_for``). ``RunTimedOut`` and ``Interrupted`` stop a
+run from inside; ``dagrun.run`` reports them as the result's status, and
+re-raises ``Interrupted`` once everything is cleaned up.
 """
 
 from __future__ import annotations
@@ -96,6 +102,14 @@ class UnhashableParameter(UsageError):
         )
 
 
+class SegmentExistsError(StoreError):
+    """A new segment's name already existed: dagrun refuses to attach to it."""
+
+
+class SegmentMissingError(StoreError):
+    """A handle names a segment that was released or removed."""
+
+
 class CacheError(StoreError):
     """The cache directory or one of its entries cannot be used."""
 
@@ -107,6 +121,13 @@ class CacheCorrupt(CacheError):
         self.path = path
         self.reason = reason
         super().__init__(f"cache entry {path} is damaged: {reason}")
+
+
+class RunTimedOut(DagrunError):
+    """The whole run passed its ``max_runtime``: it is stopped (status ``timed_out``)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        super().__init__(f"the run passed its maximum run time of {seconds:g} s and was stopped")
 
 
 class Interrupted(DagrunError):

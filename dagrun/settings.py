@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
@@ -194,12 +195,7 @@ class RunOptions:
             msg = f"unknown run option(s): {', '.join(unknown)}"
             raise UsageError(msg)
         args = {k: v for k, v in arguments.items() if v is not None}
-        from . import executors
-
         executor = args.get("executor", "local")
-        if not callable(executor) and not executors.known(executor):
-            msg = f"unknown executor {executor!r}; choose one of: {', '.join(executors.names())}"
-            raise UsageError(msg)
         method = args.get("start_method") or _default_start_method()
         if method not in START_METHODS:
             msg = f"unknown start method {method!r}; choose one of: {', '.join(START_METHODS)}"
@@ -260,9 +256,20 @@ def _default_start_method() -> str:
     chosen = mp.get_start_method(allow_none=True)
     if chosen is not None:
         return chosen
-    from .executors.local import default_start_method
-
     return default_start_method()
+
+
+def default_start_method() -> str:
+    """``fork`` while the driver runs no other thread; else ``forkserver``.
+
+    Forking a process with threads can copy a lock some thread holds, and the
+    child deadlocks on it. Workers are started lazily and replaced mid-run, so
+    the choice is made for the pool's lifetime when it is built; a driver
+    that starts threads later should ask for ``forkserver`` itself. ``fork``
+    is kept when it is safe because a fork server costs a fresh interpreter
+    and its imports at the start of every run (measured: about 0.3 s).
+    """
+    return "fork" if threading.active_count() == 1 else "forkserver"
 
 
 def usable_cpus() -> int:

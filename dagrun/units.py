@@ -32,3 +32,13 @@ def parse_duration(text: str | float, what: str = "duration") -> float:
         msg = f"{what} {text!r} is not a duration; write it like 90s, 15m, 2h or 7d"
         raise UsageError(msg)
     return float(match.group(1)) * _DURATION_UNITS[(match.group(2) or "s").lower()]
+
+
+def format_bytes(n: int) -> str:
+    """``n`` bytes for people: 512 B, 3.1 MiB, 2.0 GiB."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"

@@ -26,10 +26,12 @@ value})`` once its value exists, so consumers are keyed by its content.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import CacheCorrupt, UnhashableParameter
+from ..store import Handle
 from .entries import Cache, CacheTarget, CleanReport, Corrupt, Entry
 from .hashing import Unhashable, hash_path, hash_value
 from .locks import KeyLock
@@ -46,6 +48,7 @@ from .plan import (
 
 __all__ = [
     "CACHE_FORMAT_VERSION",
+    "Adopted",
     "Cache",
     "CacheCorrupt",
     "CacheTarget",
@@ -57,6 +60,7 @@ __all__ = [
     "Reason",
     "Unhashable",
     "UnhashableParameter",
+    "adopted_handle",
     "describe_changes",
     "explain",
     "hash_path",
@@ -67,18 +71,24 @@ __all__ = [
 ]
 
 
-def adopted(entry: Entry) -> tuple[tuple[str, Entry], int | None]:
-    """A payload a worker can load ``entry`` from, and the value's length along axis 0."""
+@dataclass(frozen=True)
+class Adopted:
+    """A cache entry its consumers map themselves: the payload of a ``"cache"`` handle."""
+
+    root: str
+    entry: Entry
+
+    def load(self) -> Any:
+        """The entry's value, memory-mapped and read-only."""
+        return Cache(self.root).load(self.entry)
+
+
+def adopted_handle(entry: Entry) -> Handle:
+    """A handle on ``entry``: whoever reads it maps the entry's file, nothing is copied."""
     root = str(Path(entry.path).parents[3])  # <root>/entries/<xx>/<key>/<data file>
     value = Cache(root).load(entry)  # a mapping: nothing is read but the header
     try:
         length = len(value) if getattr(value, "ndim", 1) else None
     except TypeError:
         length = None
-    return (root, entry), length
-
-
-def load_adopted(payload: tuple[str, Entry]) -> Any:
-    """The value of an adopted entry, memory-mapped and read-only."""
-    root, entry = payload
-    return Cache(root).load(entry)
+    return Handle("cache", entry.size, Adopted(root, entry), length)

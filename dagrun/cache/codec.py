@@ -37,7 +37,7 @@ def kind_of(value: Any) -> str:
 
         if isinstance(value, np.ndarray) and not value.dtype.hasobject:
             return "npy"
-    from ..store.arrow import kind_of as arrow_kind
+    from ..store import arrow_kind
 
     return arrow_kind(value) or "pickle"
 
@@ -57,12 +57,12 @@ def write(path: Path, kind: str, value: Any) -> dict[str, Any]:
     else:
         import pyarrow as pa
 
-        from ..store.arrow import _as_arrow, _write
+        from ..store import as_arrow, write_ipc
 
         if kind == "series":
             extra["name"] = value.name if isinstance(value.name, str | None) else None
         with pa.OSFile(str(path), "wb") as sink:
-            _write(sink, _as_arrow(value, kind))
+            write_ipc(sink, as_arrow(value, kind))
     return extra
 
 

@@ -131,12 +131,12 @@ def _feed_other(h: Any, value: Any) -> None:
         _feed_arrow(h, value)
         return
     if module.startswith("pandas") or module.startswith("polars"):
-        from ..store.arrow import _as_arrow, kind_of
+        from ..store import arrow_kind, as_arrow
 
-        kind = kind_of(value)
+        kind = arrow_kind(value)
         if kind is not None:
             _tag(h, b"F", kind.encode())
-            _feed_arrow(h, _as_arrow(value, kind))
+            _feed_arrow(h, as_arrow(value, kind))
             return
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         cls = type(value)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import inspect
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,6 +23,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import Interrupted, LockHeldError, UsageError
+from ..jobs.run_args import RunArgs
 
 STATUS_EXIT = {"succeeded": 0, "failed": 1, "timed_out": 124}
 TIMED_OUT = 124
@@ -92,45 +92,6 @@ MaxRuntimeOpt = Annotated[
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
 WaitOpt = Annotated[bool, typer.Option("--wait", help="If another run holds the lock, wait.")]
-
-
-@dataclass(frozen=True)
-class RunArgs:
-    """One run as the command line gave it (``run_date`` excepted: each command sets it)."""
-
-    pipeline: str
-    params: dict[str, str] = field(default_factory=dict)
-    targets: tuple[str, ...] = ()
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def kwargs(self, run_date: date | datetime | None = None) -> dict[str, Any]:
-        """Keyword arguments for ``dagrun.run``."""
-        out = {**self.options, "params": dict(self.params), "targets": list(self.targets) or None}
-        if run_date is not None:
-            out["run_date"] = run_date
-        return out
-
-    def argv(self, run_date: date | datetime | None = None) -> list[str]:
-        """Arguments of ``dagrun run`` that make the same run."""
-        out = ["run", self.pipeline]
-        for name, value in self.params.items():
-            out += ["--param", f"{name}={value}"]
-        for stage in self.targets:
-            out += ["--target", stage]
-        for name, value in self.options.items():
-            flag = "--" + name.replace("_", "-")
-            if value is None or value is False:
-                continue
-            if value is True:
-                out.append(flag)
-            elif isinstance(value, list | tuple):
-                for item in value:
-                    out += [flag, str(item)]
-            else:
-                out += [flag, str(value)]
-        if run_date is not None:
-            out += ["--run-date", run_date.isoformat()]
-        return out
 
 
 def shared_options(scope: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ loaded. ``--force STAGE`` recomputes that stage and everything downstream;
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ..events.reporter import Reporter
@@ -144,7 +145,7 @@ class RunCache:
         self.abandon(stage)
 
     def _rekey_after(self, stage: str) -> None:
-        from ..cache import hash_value, plan_keys
+        from ..cache import Unhashable, hash_value, plan_keys
 
         users = self.graph.successors.get(stage, ())
         if stage not in self.ledger or not any(self.enabled_for(u) for u in users):
@@ -152,6 +153,9 @@ class RunCache:
         value, opened = self.ledger.read(stage)
         try:
             self.digests[stage] = hash_value(value)
+        except (Unhashable, RecursionError):
+            # A value without a content hash matches no earlier one: its consumers run.
+            self.digests[stage] = f"unhashable:{os.urandom(16).hex()}"
         finally:
             del value
             for decoded in opened:

@@ -13,7 +13,7 @@ import pickle
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DagrunError, Interrupted, StageFailed, StageTimeout, WorkerCrashed
+from ..errors import Interrupted, StageFailed, StageTimeout, WorkerCrashed
 from ..executors.base import ErrorInfo, output_handles
 from ..graph.build import Graph
 from .result import RunResult
@@ -24,13 +24,6 @@ if TYPE_CHECKING:
     from .runner import _Run
 
 RUN_DATE = "run_date"
-
-
-class RunTimedOut(DagrunError):
-    """The whole run passed its ``max_runtime``: it is stopped (status ``timed_out``)."""
-
-    def __init__(self, seconds: float | None) -> None:
-        super().__init__(f"the run passed its maximum run time of {seconds:g} s and was stopped")
 
 
 def bind_run_date(graph: Graph, when: date | datetime | None) -> date | datetime | None:

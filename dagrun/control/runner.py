@@ -26,7 +26,7 @@ from types import ModuleType
 from typing import IO, Any
 
 from .. import executors
-from ..errors import Interrupted, ValidationError
+from ..errors import Interrupted, RunTimedOut, ValidationError
 from ..events.log import EventLog
 from ..events.reporter import Reporter
 from ..executors.base import ErrorInfo, ExecutorContext, Started, TaskLog, TaskOutcome, TaskSpec
@@ -39,7 +39,7 @@ from .ledger import Ledger
 from .lock import PipelineLock
 from .planning import Planner
 from .result import RunResult
-from .run_ends import RunTimedOut, bind_run_date, emit_start, finish_result
+from .run_ends import bind_run_date, emit_start, finish_result
 from .scheduler import NOTHING, Step, TaskKey
 from .signals import SignalGuard
 
@@ -76,6 +76,7 @@ def run(
     state directory raises ``LockHeldError`` at once, or with ``wait`` waits.
     """
     settings = RunOptions.build(**options)
+    executors.check(settings.executor)
     collector = RunCollector()
     try:
         pipe = load(pipeline)

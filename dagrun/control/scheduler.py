@@ -22,17 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
-
-class TaskKey(NamedTuple):
-    """One unit of work: a stage, or one batch of a mapped stage."""
-
-    stage: str
-    batch: int | None = None
-
-    def __str__(self) -> str:
-        return self.stage if self.batch is None else f"{self.stage}[{self.batch}]"
+from ..executors.base import TaskKey
 
 
 @dataclass

@@ -23,8 +23,8 @@ import threading
 import time
 from typing import IO, Any
 
-from ..executors.oom import format_bytes
-from .log import clean, render_console
+from ..units import format_bytes
+from .lines import clean, render_console
 from .summary import format_summary
 
 SHOWN_RUNNING = 8  # running stages listed in the live view before "… N more"

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..control.scheduler import TaskKey
-from ..executors.base import ErrorInfo, TaskLog, TaskOutcome, TaskSpec
+from ..executors.base import ErrorInfo, TaskKey, TaskLog, TaskOutcome, TaskSpec
 from .log import EventLog
 from .rows import StageRows
 

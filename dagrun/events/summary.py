@@ -227,7 +227,7 @@ SHOWN_ROWS = 10  # stages in the console's closing table; the report has them al
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The closing table on the console: totals, critical path, the slowest stages."""
-    from ..executors.oom import format_bytes
+    from ..units import format_bytes
 
     lines = [
         f"summary: wall {summary['wall_s']:.2f} s · cpu {summary['cpu_s']:.2f} s · "

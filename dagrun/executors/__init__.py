@@ -45,6 +45,13 @@ def known(name: str) -> bool:
     return name in _BUILTIN or name in _registered or name in _entry_points()
 
 
+def check(executor: str | Factory) -> None:
+    """A ``UsageError`` unless ``executor`` is a factory or the name of a known executor."""
+    if not callable(executor) and not known(executor):
+        msg = f"unknown executor {executor!r}; choose one of: {', '.join(names())}"
+        raise UsageError(msg)
+
+
 def create(name: str, context: Any) -> Any:
     """The executor called ``name``, built from ``context``; a clear ``UsageError`` if unknown."""
     return factory(name)(context)

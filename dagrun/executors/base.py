@@ -22,9 +22,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from ..control.scheduler import TaskKey
 from ..store import Decoded, Handle, StoreConfig
 from ..store.config import ByPosition
+
+
+class TaskKey(NamedTuple):
+    """One unit of work: a stage, or one batch of a mapped stage."""
+
+    stage: str
+    batch: int | None = None
+
+    def __str__(self) -> str:
+        return self.stage if self.batch is None else f"{self.stage}[{self.batch}]"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import store
+from ..cache import adopted_handle
 from ..store import Decoded, Handle, StoreConfig
 
 
@@ -31,10 +32,7 @@ class MachineValues:
 
     def from_cache(self, entry: Any, stage: str) -> Handle:
         """A cache entry as a handle: its consumers map the entry's file, nothing is copied."""
-        from ..cache import adopted
-
-        payload, length = adopted(entry)
-        return Handle("cache", entry.size, payload, length)
+        return adopted_handle(entry)
 
     def notice(self, ref: Handle) -> str | None:
         """A remark said once per run: values spill to disk because shared memory is short."""

@@ -103,13 +103,3 @@ def peak_rss_of(pid: int) -> int:
     except (OSError, ValueError, IndexError):
         pass
     return 0
-
-
-def format_bytes(n: int) -> str:
-    """``n`` bytes for people: 512 B, 3.1 MiB, 2.0 GiB."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"

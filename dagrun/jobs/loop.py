@@ -42,12 +42,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from ..cli.options import RunArgs
 from ..errors import LockHeldError
 from ..events.history import scan_runs
 from .cron import Cron, decide, next_fire, ticks_between
 from .hooks import run_hook
 from .retention import prune_runs
+from .run_args import RunArgs
 
 _MAX_SLEEP_S = 60.0  # re-read the wall clock at least this often (suspend, clock changes)
 _CHILD_STATUS = {0: "succeeded", 1: "failed", 2: "invalid", 3: "locked", 124: "timed_out",

@@ -22,7 +22,7 @@ from html import escape
 from typing import Any
 
 from ..events.summary import TaskSpan, seconds, summarize, task_spans
-from ..executors.oom import format_bytes
+from ..units import format_bytes
 
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7",
            "#9c755f", "#bab0ac", "#86bcb6", "#8cd17d", "#d4a6c8")  # Tableau 10 and kin

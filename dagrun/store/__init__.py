@@ -42,10 +42,12 @@ the user still holds mapped (their memory lives on until dropped).
 
 from __future__ import annotations
 
+from ..errors import SegmentExistsError, SegmentMissingError, StoreError, StoreFull
 from .arrays import active, empty, zeros
+from .arrow import as_arrow, write_ipc
+from .arrow import kind_of as arrow_kind
 from .codec import decode, encode, encode_result
 from .config import HOLD_MIN, Decoded, Handle, StoreConfig
-from .errors import SegmentExistsError, SegmentMissingError, StoreError, StoreFull
 from .held import TRANSPORT as HELD
 from .lifecycle import Store, clean_orphans
 from .segments import fallback_reason
@@ -62,11 +64,14 @@ __all__ = [
     "StoreError",
     "StoreFull",
     "active",
+    "arrow_kind",
+    "as_arrow",
     "clean_orphans",
     "decode",
     "empty",
     "encode",
     "encode_result",
     "fallback_reason",
+    "write_ipc",
     "zeros",
 ]

@@ -26,7 +26,8 @@ def kind_of(value: Any) -> str | None:
     return what if what in ARROW_KINDS else None
 
 
-def _as_arrow(value: Any, kind: str) -> Any:
+def as_arrow(value: Any, kind: str) -> Any:
+    """``value`` (of an Arrow ``kind``) as a pyarrow Table or RecordBatch."""
     import pyarrow as pa
 
     if kind in ("table", "batch"):
@@ -38,7 +39,8 @@ def _as_arrow(value: Any, kind: str) -> Any:
     return value.to_arrow()  # polars
 
 
-def _write(sink: Any, data: Any) -> None:
+def write_ipc(sink: Any, data: Any) -> None:
+    """Write a Table or RecordBatch to ``sink`` in the IPC file format."""
     import pyarrow as pa
 
     with pa.ipc.new_file(sink, data.schema) as writer:
@@ -52,16 +54,16 @@ def encode_arrow(value: Any, kind: str, config: StoreConfig, stage: str) -> Hand
     """Store ``value`` as an Arrow IPC file; None when it is small enough to pickle."""
     import pyarrow as pa
 
-    data = _as_arrow(value, kind)
+    data = as_arrow(value, kind)
     mock = pa.MockOutputStream()
     try:
-        _write(mock, data)
+        write_ipc(mock, data)
     except pa.ArrowInvalid:
         if not isinstance(data, pa.Table):
             raise
         data = data.unify_dictionaries()  # the file format wants one dictionary per column
         mock = pa.MockOutputStream()
-        _write(mock, data)
+        write_ipc(mock, data)
     size = mock.size()
     if size < config.inline_max:
         return None
@@ -69,7 +71,7 @@ def encode_arrow(value: Any, kind: str, config: StoreConfig, stage: str) -> Hand
     with segments.filling(config, ref, entry):
         target = pa.py_buffer(entry.mm)
         with pa.FixedSizeBufferWriter(target) as out:
-            _write(out, data)
+            write_ipc(out, data)
         del target
     extra = value.name if kind == "series" else None
     transport = "arrow" if ref.where == "shm" else "arrow+file"

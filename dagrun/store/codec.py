@@ -320,10 +320,8 @@ def inline_value(payload: bytes) -> Any:
 def decode(handle: Handle, config: StoreConfig, stage: str) -> Decoded:
     """Read a stored value back; arrays come back read-only, mapped where stored."""
     payload = handle.payload
-    if handle.transport == "cache":  # an entry of the cache, mapped from its file
-        from ..cache import load_adopted
-
-        return Decoded(load_adopted(payload))
+    if handle.transport == "cache":  # an entry of the cache: its payload maps itself
+        return Decoded(payload.load())
     if type(payload) is bytes:
         return Decoded(inline_value(payload))
     decoded = Decoded(_decode_value(handle, config, stage))

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import SegmentMissingError
 from .config import Handle, StoreConfig
-from .errors import SegmentMissingError
 
 TRANSPORT = "worker"
 

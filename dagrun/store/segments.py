@@ -49,9 +49,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import SegmentExistsError, SegmentMissingError, StoreError, StoreFull
 from ..settings import TUNING
 from .config import SegmentRef, StoreConfig
-from .errors import SegmentExistsError, SegmentMissingError, StoreError, StoreFull
 from .files import (  # noqa: E402,F401
     ensure_private_dir,
     free_name,

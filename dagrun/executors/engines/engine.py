@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ... import store
+from ...cache import adopted_handle
 from ...errors import StoreError
 from ...settings import TUNING
 from ...store import Decoded
@@ -213,11 +214,7 @@ class EngineExecutor:
 
     def from_cache(self, entry: Any, stage: str) -> Any:
         """A cache entry as a handle; the workers that consume it map the entry's file."""
-        from ...cache import adopted
-        from ...store import Handle
-
-        payload, length = adopted(entry)
-        return Handle("cache", entry.size, payload, length)
+        return adopted_handle(entry)
 
     def shutdown(self, *, cancel: bool = False) -> None:
         if cancel and self._running:

@@ -235,9 +235,7 @@ class CacheInput:
 
 def _from_cache(part: Any) -> Any:
     if isinstance(part, CacheInput):
-        from ...cache import load_adopted
-
-        return load_adopted(part.payload)
+        return part.payload.load()
     return part
 
 

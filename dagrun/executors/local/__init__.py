@@ -60,8 +60,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ...settings import default_start_method
 from .exits import describe_exit
-from .handle import default_start_method
 from .placement import held_by
 from .pool import STARTUP_GRACE_S, LocalExecutor
 

@@ -15,7 +15,7 @@ import signal
 from collections.abc import Sequence
 
 from ...settings import TUNING
-from .. import oom
+from ...units import format_bytes
 from ..base import ErrorInfo
 
 # A worker asked to stop gets this long to exit before it is killed: enough to
@@ -56,7 +56,7 @@ def describe_exit(
     else:
         text = f"its worker process (pid {pid}) exited with code {exitcode} {when}"
     if peak_rss:
-        text += f"; peak memory {'' if peak_exact else 'at least '}{oom.format_bytes(peak_rss)}"
+        text += f"; peak memory {'' if peak_exact else 'at least '}{format_bytes(peak_rss)}"
     if exitcode == -signal.SIGKILL:
         high = bool(peak_rss and memory_limit and peak_rss >= memory_limit // 2)
         if oom_kills:
@@ -67,7 +67,7 @@ def describe_exit(
         elif high:
             text += (
                 "; likely killed by the out-of-memory killer (it used at least half of the "
-                f"{oom.format_bytes(memory_limit or 0)} memory limit)"
+                f"{format_bytes(memory_limit or 0)} memory limit)"
             )
         else:
             text += "; the signal did not come from dagrun"

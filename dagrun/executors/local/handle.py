@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import threading
 from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
@@ -30,19 +29,6 @@ RAW_READ = 1 << 16  # bytes read from a worker's fd 1/2 at a time
 PRELOAD = ("dagrun.executors.local.child", "dagrun.store", "numpy", "pyarrow")
 
 Line = tuple[str, str, str]  # (stream, level, message)
-
-
-def default_start_method() -> str:
-    """``fork`` while the driver runs no other thread; else ``forkserver``.
-
-    Forking a process with threads can copy a lock some thread holds, and the
-    child deadlocks on it. Workers are started lazily and replaced mid-run, so
-    the choice is made for the pool's lifetime when it is built; a driver
-    that starts threads later should ask for ``forkserver`` itself. ``fork``
-    is kept when it is safe because a fork server costs a fresh interpreter
-    and its imports at the start of every run (measured: about 0.3 s).
-    """
-    return "fork" if threading.active_count() == 1 else "forkserver"
 
 
 class Worker:

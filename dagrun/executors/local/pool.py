@@ -15,7 +15,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ...pipeline.pipeline import ModuleSource
-from ...settings import TUNING
+from ...settings import TUNING, default_start_method
 from ...store import StoreConfig
 from .. import oom
 from ..base import ErrorInfo, Event, Ref, Started, TaskKey, TaskMetrics, TaskOutcome, TaskSpec
@@ -23,7 +23,7 @@ from ..machine import MachineValues
 from . import exits, handle, wire
 from .child import WorkerInit
 from .deaths import Deaths
-from .handle import PRELOAD, Worker, default_start_method
+from .handle import PRELOAD, Worker
 from .inbound import Inbound
 from .placement import Limits, WorkerView, Writers, held_by, may_chain, may_queue, place
 

@@ -14,9 +14,8 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-from ...control.scheduler import TaskKey
 from ...store import Handle
-from ..base import ErrorInfo, TaskMetrics, TaskOutcome, TaskSpec
+from ..base import ErrorInfo, TaskKey, TaskMetrics, TaskOutcome, TaskSpec
 
 STOP = pickle.dumps(None, pickle.HIGHEST_PROTOCOL)
 
