@@ -1,18 +1,23 @@
 """dagrun: run Python data pipelines as a DAG on every core.
 
-    @stage functions ─▶ loader ─▶ Pipeline ─▶ graph (validate, networkx DAG)
-                                                   │
-             runner: Scheduler (pure state) ◀──────┘
-                │  ready tasks            ▲ outcomes
-                ▼                         │
-             executor (inline | local process pool) ── workers: execute()
-                │                                         │ (+ @worker_init resources per worker)
-                │                                         │
-             store: intermediates by handle (shm / Arrow / pickle), freed as the DAG goes
-             events: structlog ─▶ console + <state-dir>/runs/<run_id>/events.jsonl
+    pipeline/: @stage functions ─▶ loader ─▶ Pipeline
+        │
+    graph/: build + validate (networkx DAG, every problem at once)
+        │
+    control/: runner loop ◀─▶ scheduler (pure state) ◀── planner (specs, retries) ── cache/
+        │  TaskSpec                    ▲ TaskOutcome
+        ▼                              │
+    executors/: inline | local/ (supervised process pool) | engines/ (Dask, Ray)
+        │  workers run executors.worker's task body (+ @worker_init resources)
+        ▼
+    store/: intermediates by handle (shared memory / Arrow IPC / held in a worker)
+    events/: log ─▶ console + <state-dir>/runs/<run_id>/events.jsonl ─▶ report/, history
+    cli/, jobs/: the command line, cron schedules and backfills over dagrun.run
 
-Public names are imported lazily, so ``dagrun --help`` does not pay for numpy,
-pyarrow or networkx.
+Each folder imports only those below it (cli; jobs, report; control; events;
+executors; cache; store; graph; pipeline; settings; units, values; errors),
+as the import contracts in pyproject.toml check. Public names are imported
+lazily, so ``dagrun --help`` does not pay for numpy, pyarrow or networkx.
 """
 
 from __future__ import annotations
