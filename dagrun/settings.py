@@ -25,7 +25,7 @@ import multiprocessing as mp
 import os
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -41,9 +41,11 @@ LOG_FORMATS = ("console", "json", "none")
 class Tuning:
     """The numbers that shape a run; each field's comment is the reason for its value.
 
-    Modules read these from ``TUNING`` (the defaults); a run's own record
-    (``RunOptions.tuning``) differs only where the environment says so
-    (``DAGRUN_HOLD_MIN``). The README's settings table lists every field.
+    A run's own record is ``RunOptions.tuning``: the ``tuning`` argument of
+    ``dagrun.run``, else the defaults, with ``DAGRUN_HOLD_MIN`` applied. While a run goes on it is
+    the one in force (``tuning()``) in the driver and in every worker, and
+    modules read their numbers from it when they use them, never at import.
+    The README's settings table lists every field.
     """
 
     # -- scheduling (runner, planner) --
@@ -135,7 +137,20 @@ class Tuning:
 
 
 TUNING = Tuning()
-"""The defaults every module reads its numbers from."""
+"""The defaults: in force whenever no run has put its own."""
+
+_in_force = [TUNING]
+
+
+def tuning() -> Tuning:
+    """The tuning in force: the current run's in its driver and workers, else the defaults."""
+    return _in_force[0]
+
+
+def put_in_force(record: Tuning) -> Tuning:
+    """Make ``record`` the tuning every module reads; returns the one it replaces."""
+    previous, _in_force[0] = _in_force[0], record
+    return previous
 
 
 @dataclass(frozen=True)
@@ -226,7 +241,12 @@ class RunOptions:
             msg = f"state directory {str(state_dir)!r} is a file; name a directory"
             raise UsageError(msg)
         cache_dir = Path(args.get("cache_dir") or env.cache_dir or state_dir / "cache")
-        tuning = Tuning(hold_min=hold_min_from(env.hold_min))
+        tuning = args.get("tuning", TUNING)
+        if not isinstance(tuning, Tuning):
+            msg = f"tuning must be a dagrun.settings.Tuning, got {type(tuning).__name__}"
+            raise UsageError(msg)
+        if env.hold_min is not None:
+            tuning = replace(tuning, hold_min=hold_min_from(env.hold_min))
         return cls(
             executor=executor,
             address=args.get("address"),

@@ -35,9 +35,10 @@ def test_layers_hold():
 def test_documented_imports_keep_working():
     """The imports the README shows resolve, the moved `dagrun.summary` among them."""
     import dagrun.summary
+    from dagrun.summary import summarize
+
     from dagrun.executors import register
     from dagrun.settings import Tuning
-    from dagrun.summary import summarize
 
     assert dagrun.summary.summarize is summarize
     assert dagrun.summary.__name__ == "dagrun.events.summary"

@@ -172,15 +172,17 @@ def test_run_in_json_mode_logs_task_log_events(how, state_dir):
 
 def test_line_writer_keeps_a_progress_bars_last_state():
     """A carriage return starts a line over; a stage's flush does not cut its line."""
-    from dagrun.executors.capture import MAX_LINE_CHARS, Lines, LineWriter
+    from dagrun.executors.capture import Lines, LineWriter
+    from dagrun.settings import tuning
 
+    most = tuning().max_line_chars
     got = []
     writer = LineWriter(lambda *record: got.append(record), "stderr")
     writer.write("\r 10%")
     writer.flush()
     writer.write("\r 50%")
     writer.write("\r100%\n")
-    writer.write("x" * (MAX_LINE_CHARS + 1))  # a runaway line is delivered, cut
+    writer.write("x" * (most + 1))  # a runaway line is delivered, cut
     writer.write("done, no newline")
     writer.end_line()
     assert got[0] == ("stderr", "warning", "100%")

@@ -5,6 +5,7 @@ pages are never freed while copied (``release`` stays available to the store).""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -47,11 +48,11 @@ def test_chunked_release_copies_every_byte(order, chunk_pages, tmp_path, monkeyp
     """Chunk edges fall where the source's pages do, whatever its alignment and order."""
     import numpy as np
 
-    from dagrun import store
+    from dagrun import settings, store
     from dagrun.store import arrays
 
-    monkeypatch.setattr(arrays, "RELEASE_MIN", 1)
-    monkeypatch.setattr(arrays, "RELEASE_CHUNK", chunk_pages * arrays.PAGE)
+    numbers = replace(settings.tuning(), release_min=1, release_chunk=chunk_pages * arrays.PAGE)
+    monkeypatch.setattr(settings, "_in_force", [numbers])
     calls = []
     real = arrays.copy_releasing
     monkeypatch.setattr(arrays, "copy_releasing", lambda *a: calls.append(1) or real(*a))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import dagrun
 from dagrun.errors import UsageError
 from dagrun.settings import Environment, RunOptions, Tuning, settings_table
 
@@ -29,9 +30,28 @@ def test_every_tuning_number_has_a_reason():
         assert row.rsplit("|", 2)[-2].strip(), name
 
 
+def test_an_unknown_executor_is_a_usage_error(tmp_path):
+    """An executor name nobody registered is refused before the pipeline loads."""
+    from dagrun import executors
+
+    with pytest.raises(UsageError, match="unknown executor 'nope'"):
+        executors.check("nope")
+    with pytest.raises(UsageError, match="unknown executor 'nope'"):
+        dagrun.run(str(tmp_path / "never_loaded.py"), executor="nope", state_dir=tmp_path)
+
+
+def test_a_runs_tuning_is_its_own_with_the_environment_on_top():
+    """`tuning=` sets a run's numbers; DAGRUN_HOLD_MIN still applies over them."""
+    mine = Tuning(prefetch=3, hold_min=1 << 20)
+    assert RunOptions.build(environ=Environment(), tuning=mine).tuning == mine
+    env = Environment(hold_min="off")
+    built = RunOptions.build(environ=env, tuning=mine).tuning
+    assert (built.prefetch, built.hold_min) == (3, -1)
+
+
 @pytest.mark.parametrize("arguments", [
     {"timeout": -1}, {"workers": 0}, {"max_runtime": "soon"}, {"memory": "lots"},
-    {"executor": "nope"}, {"start_method": "thread"}, {"log_format": "xml"},
+    {"start_method": "thread"}, {"tuning": {"prefetch": 2}}, {"log_format": "xml"},
     {"run_date": "30/11/2026"}, {"max_tasks_per_worker": 0}, {"bogus": 1},
 ])
 def test_a_bad_option_is_a_usage_error(arguments):

@@ -44,13 +44,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CacheCorrupt, CacheError
-from ..settings import TUNING
+from ..settings import tuning
 from . import codec
 from .hashing import hash_bytes, hash_file
 from .locks import KeyLock
 from .plan import CACHE_FORMAT_VERSION, KeyRecord
 
-_EDGE = TUNING.cache_edge
 _META_MAX = 1 << 20
 _STALE_TMP_S = 3600.0  # a tmp/ directory this old belongs to a writer that died
 
@@ -153,8 +152,9 @@ class Cache:
             if info.st_size != size:
                 why = f"truncated or resized: {info.st_size} bytes, {size} expected"
                 raise self._damaged(key, directory, why)
-            head = os.pread(fd, _EDGE, 0)
-            tail = os.pread(fd, _EDGE, max(0, info.st_size - _EDGE))
+            edge = tuning().cache_edge
+            head = os.pread(fd, edge, 0)
+            tail = os.pread(fd, edge, max(0, info.st_size - edge))
         finally:
             os.close(fd)
         if hash_bytes(head) != head_digest or not head.startswith(head_magic):
@@ -205,9 +205,10 @@ class Cache:
             extra = codec.write(data, kind, value)
             size = data.stat().st_size
             with open(data, "rb") as f:
-                head = f.read(_EDGE)
-                f.seek(max(0, size - _EDGE))
-                tail = f.read(_EDGE)
+                edge = tuning().cache_edge
+                head = f.read(edge)
+                f.seek(max(0, size - edge))
+                tail = f.read(edge)
             meta = {
                 "format": CACHE_FORMAT_VERSION,
                 "key": key,

@@ -38,13 +38,12 @@ from typing import Any
 
 import xxhash
 
-from ..settings import TUNING
+from ..settings import tuning
 
 # Bytes of a non-contiguous array gathered per chunk into one reused buffer: small
 # enough to stay in the CPU cache between the copy and the hash (about 9 GB/s for a
 # strided view, against 1.5 GB/s with fresh 64 MiB copies), large enough that the
 # per-call overhead of ``update`` does not matter.
-_CHUNK_BYTES = TUNING.hash_chunk
 
 
 class Unhashable(TypeError):
@@ -172,7 +171,7 @@ def feed_array(h: Any, array: Any) -> None:
     # Neither C nor F contiguous: copy a bounded number of rows at a time.
     rows = array.reshape(array.shape[0], -1) if array.ndim > 1 else array.reshape(-1, 1)
     row_bytes = max(1, rows.shape[1] * array.dtype.itemsize)
-    step = max(1, min(rows.shape[0], _CHUNK_BYTES // row_bytes))
+    step = max(1, min(rows.shape[0], tuning().hash_chunk // row_bytes))
     buffer = np.empty((step, rows.shape[1]), dtype=array.dtype)  # reused: no page faults
     for start in range(0, rows.shape[0], step):
         part = rows[start : start + step]

@@ -34,7 +34,7 @@ from ..executors.collector import RunCollector
 from ..graph.build import Graph, build_graph
 from ..pipeline.loader import load
 from ..pipeline.pipeline import Pipeline
-from ..settings import RunOptions, usable_cpus
+from ..settings import RunOptions, put_in_force, usable_cpus
 from .ledger import Ledger
 from .lock import PipelineLock
 from .planning import Planner
@@ -78,6 +78,7 @@ def run(
     settings = RunOptions.build(**options)
     executors.check(settings.executor)
     collector = RunCollector()
+    outer_tuning = put_in_force(settings.tuning)  # every module reads the run's numbers
     try:
         pipe = load(pipeline)
         portable = settings.executor != "inline" and settings.start_method != "fork"
@@ -96,6 +97,7 @@ def run(
             return _Run(graph, settings, run_id, console, run_date, collector).execute()
     finally:
         collector.restore()
+        put_in_force(outer_tuning)
 
 
 def new_run_id() -> str:
@@ -303,7 +305,8 @@ class _Run:
             resources={name: r.func for name, r in graph.resources.items()},
             options={name: graph.nodes[name].stage.options for name in graph.selected},
             config=StoreConfig.for_run(self.run_id, options.state_dir, shm_dir=options.shm_dir,
-                                       hold_min=options.tuning.hold_min),
+                                       hold_min=options.tuning.hold_min,
+                                       inline_max=options.tuning.inline_max),
             workers=options.workers,
             start_method=options.start_method,
             sources=(source,) if source is not None else (),

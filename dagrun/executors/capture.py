@@ -38,14 +38,12 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..settings import TUNING
+from ..settings import tuning
 
 Emit = Callable[[str, str, str], None]  # (stream, level, message)
 
 STREAMS = ("stdout", "stderr", "logging", "structlog")
 LEVELS = {"stdout": "info", "stderr": "warning"}  # raw streams carry no level of their own
-# A line longer than this is cut: one runaway print must not make a multi-megabyte event.
-MAX_LINE_CHARS = TUNING.max_line_chars
 # Stage loggers at INFO are shown unless the application set the root level itself
 # (Python's default WARNING would drop the progress messages users log).
 WORKER_LOG_LEVEL = logging.INFO
@@ -54,10 +52,11 @@ _SEP = "\x1f"
 
 
 def clip(line: str) -> str:
-    """``line`` cut to ``MAX_LINE_CHARS``, saying how much was left out."""
-    if len(line) <= MAX_LINE_CHARS:
+    """``line`` cut to the tuning's ``max_line_chars``, saying how much was left out."""
+    most = tuning().max_line_chars
+    if len(line) <= most:
         return line
-    return f"{line[:MAX_LINE_CHARS]}… ({len(line) - MAX_LINE_CHARS} more characters)"
+    return f"{line[:most]}… ({len(line) - most} more characters)"
 
 
 def encode(stream: str, level: str, message: str) -> bytes:
@@ -119,7 +118,7 @@ class LineWriter(io.TextIOBase):
         with self._lock:
             if "\n" not in text:
                 self._partial = _last_state(self._partial + text)
-                if len(self._partial) <= MAX_LINE_CHARS:
+                if len(self._partial) <= tuning().max_line_chars:
                     return len(text)
                 text, self._partial = self._partial + "\n", ""
             *lines, rest = (self._partial + text).split("\n")
@@ -322,7 +321,7 @@ class Lines:
         """The complete lines ``data`` finishes (a line past the size cap is cut there)."""
         data = self._partial + data
         *lines, self._partial = data.split(b"\n")
-        if len(self._partial) > MAX_LINE_CHARS * 4:  # no newline in sight: deliver what we have
+        if len(self._partial) > tuning().max_line_chars * 4:  # no newline in sight: deliver it
             lines.append(self._partial)
             self._partial = b""
         return [clip(_shown(line.decode("utf-8", "replace"))) for line in lines]

@@ -32,15 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from ..settings import TUNING
+from ..settings import tuning
 from . import segments
 from .config import ArrayPayload, Handle, SegmentRef, StoreConfig
 from .segments import PAGE
 
-PARALLEL_MIN = TUNING.parallel_copy_min
-CHUNK_MIN = TUNING.copy_chunk_min
-RELEASE_MIN = TUNING.release_min
-RELEASE_CHUNK = TUNING.release_chunk
 _MADV_DONTNEED = 4
 
 _active: list[tuple[StoreConfig, str, bool]] = []
@@ -84,8 +80,9 @@ def copy_into(dst: np.ndarray, src: np.ndarray) -> None:
     global _pool
     workers = _threads()
     nbytes = src.nbytes
-    chunks = min(workers, nbytes // CHUNK_MIN)
-    if nbytes < PARALLEL_MIN or chunks < 2:
+    numbers = tuning()
+    chunks = min(workers, nbytes // numbers.copy_chunk_min)
+    if nbytes < numbers.parallel_copy_min or chunks < 2:
         np.copyto(dst, src, casting="no")
         return
     same = (src.flags.c_contiguous and dst.flags.c_contiguous) or (
@@ -122,7 +119,7 @@ def copy_releasing(
     flat_dst = dst.ravel(order="K").view(np.uint8)
     address = _address(flat_src)
     skew = address % PAGE
-    bounds = list(range(0, flat_src.nbytes, RELEASE_CHUNK))
+    bounds = list(range(0, flat_src.nbytes, tuning().release_chunk))
     bounds = [0] + [b - skew for b in bounds[1:] if b - skew > 0] + [flat_src.nbytes]
 
     def one(start: int, stop: int) -> None:
@@ -149,7 +146,7 @@ def owned_outright(arr: np.ndarray, others: int) -> bool:
     contiguous = arr.flags.c_contiguous or arr.flags.f_contiguous
     return (
         others == 0 and arr.base is None and arr.flags.owndata and contiguous
-        and arr.nbytes >= RELEASE_MIN
+        and arr.nbytes >= tuning().release_min
     )
 
 

@@ -19,13 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from ..settings import TUNING
-
-INLINE_MAX = TUNING.inline_max
-"""Values (or array members) smaller than this travel pickled inside the handle."""
+from ..settings import TUNING, tuning
 
 HOLD_MIN = TUNING.hold_min
-"""Results at least this large may stay in their worker for a consumer that runs there."""
+"""By default, results at least this large may stay in their worker for a consumer there."""
 
 
 def process_start(pid: int) -> int | None:
@@ -58,9 +55,9 @@ class StoreConfig:
     shm_dir: str = "/dev/shm"
     spill_dir: str = ""
     owner_pid: int = 0
-    inline_max: int = INLINE_MAX
+    inline_max: int = field(default_factory=lambda: tuning().inline_max)
     pool_bytes: int = -1  # -1: a quarter of shm_dir's size, at most 256 MiB
-    hold_min: int = HOLD_MIN
+    hold_min: int = field(default_factory=lambda: tuning().hold_min)
 
     def __post_init__(self) -> None:
         if not self.owner_pid:

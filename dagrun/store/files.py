@@ -16,11 +16,9 @@ import os
 import secrets
 import stat
 
-from ..settings import TUNING
+from ..settings import tuning
 
 __all__ = ["ensure_private_dir", "free_name", "has_room", "parse_free_size", "remove", "retire"]
-
-RESERVE = TUNING.reserve
 
 
 def has_room(directory: str, size: int) -> bool:
@@ -29,7 +27,7 @@ def has_room(directory: str, size: int) -> bool:
         st = os.statvfs(directory)
     except OSError:
         return False
-    return st.f_bavail * st.f_frsize >= size + RESERVE
+    return st.f_bavail * st.f_frsize >= size + tuning().reserve
 
 
 def ensure_private_dir(directory: str) -> None:

@@ -24,18 +24,9 @@ import os
 import secrets
 from pathlib import Path
 
-from ..settings import TUNING
+from ..settings import tuning
 from . import segments
 from .config import Handle, SegmentRef, StoreConfig, process_start, segment_refs
-
-MAX_FREE = TUNING.max_free
-POOL_MAX = TUNING.pool_max
-"""At most this much of released values waits for reuse: peak memory stays within the
-live set plus this."""
-RECYCLE_MAX = TUNING.recycle_max
-"""Larger segments are freed, not parked: a parked segment is memory held for the next
-value, and a large result that nobody else holds is copied into fresh pages as its own
-are freed (``arrays.copy_releasing``), one array's worth at a time."""
 
 
 class Store:
@@ -55,7 +46,7 @@ class Store:
             st = os.statvfs(self.config.shm_dir)
         except OSError:
             return 0
-        return min(POOL_MAX, st.f_blocks * st.f_frsize // 4)
+        return min(tuning().pool_max, st.f_blocks * st.f_frsize // 4)
 
     def _path(self, ref: SegmentRef) -> str:
         return os.path.join(self.config.directory(ref.where), ref.name)
@@ -72,7 +63,7 @@ class Store:
 
     def _retire(self, path: str, ref: SegmentRef) -> None:
         recycle_as = None
-        if 0 < ref.size <= min(self._budget, RECYCLE_MAX):
+        if 0 < ref.size <= min(self._budget, tuning().recycle_max):
             self._seq += 1
             recycle_as = segments.free_name(self.config.prefix, self._seq, ref.size)
         outcome = segments.retire(path, recycle_as)
@@ -95,7 +86,7 @@ class Store:
         total = 0
         for count, (name, directory) in enumerate(parked):
             total += max(0, segments.parse_free_size(name[len(mark) :]))
-            if total <= self._budget and count < MAX_FREE:
+            if total <= self._budget and count < tuning().max_free:
                 continue
             # Claim it first (as a producer would), so no producer writes into what we free.
             doomed = os.path.join(directory, f"{self.config.prefix}x-{secrets.token_hex(8)}")

@@ -11,7 +11,7 @@ writable again.
 Why recycling (the physics): on this kind of machine a fresh tmpfs page
 costs a page fault plus zeroing (0.4–2.8 GB/s) while a copy into pages
 already mapped runs at 12–20 GB/s. So the parent, when it releases a small
-value (under ``lifecycle.RECYCLE_MAX``; a parked segment is memory held for
+value (under the tuning's ``recycle_max``; a parked segment is memory held for
 the next value, so large ones are freed), parks its segment in a per-run
 *free pool* (a rename to ``<prefix>f-…``) and the next producer of a similar
 size *claims* it (an atomic rename to a new live name: exactly one claimer
@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SegmentExistsError, SegmentMissingError, StoreError, StoreFull
-from ..settings import TUNING
+from ..settings import tuning
 from .config import SegmentRef, StoreConfig
 from .files import (  # noqa: E402,F401
     ensure_private_dir,
@@ -62,7 +62,6 @@ from .files import (  # noqa: E402,F401
 )
 
 PAGE = mmap.PAGESIZE
-MAX_CACHED = TUNING.max_cached_maps
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 _NOSPACE = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.ENOMEM}
 
@@ -177,7 +176,7 @@ def sweep() -> None:
         if st.st_nlink == 0 or st.st_size < entry.size:
             _evict(entry)
     idle = [e for e in _cache.values() if e.holds == 0]
-    for entry in idle[: max(0, len(_cache) - MAX_CACHED)]:
+    for entry in idle[: max(0, len(_cache) - tuning().max_cached_maps)]:
         _evict(entry)
 
 
