@@ -35,7 +35,7 @@ import logging
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from ..settings import tuning
@@ -203,7 +203,7 @@ class _StructlogLogger:
         return self._log(level)
 
 
-def _render(logger: Any, method: str, event: dict[str, Any]) -> str:
+def _render(logger: Any, method: str, event: MutableMapping[str, Any]) -> str:
     text = str(event.pop("event", ""))
     event.pop("level", None)
     extra = " ".join(f"{k}={v!r}" for k, v in event.items())
@@ -305,7 +305,7 @@ def captured(emit: Emit) -> Iterator[None]:
         err.end_line()
         root.removeHandler(handler)
         root.setLevel(level)
-        if own_structlog:
+        if own_structlog and structlog is not None:
             structlog.reset_defaults()
 
 

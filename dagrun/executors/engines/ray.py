@@ -84,7 +84,7 @@ class RayExecutor(EngineExecutor):
     def _connect(self, address: Any, workers: int) -> None:
         if ray.is_initialized():
             return  # the caller's session: theirs to shut down
-        options = {"include_dashboard": False, "log_to_driver": False,
+        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                    "logging_level": logging.ERROR, "configure_logging": False}
         try:
             if address:
