@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -204,6 +206,55 @@ def test_help_is_fast():
     )
     assert done.stdout.strip() == "False"
     assert subprocess.run([*DAGRUN, "--help"], capture_output=True, cwd=ROOT).returncode == 0
+
+
+def test_run_schedule_and_backfill_take_every_run_option():
+    """The run options, declared once, reach all three commands; --force keeps its two meanings."""
+    import typer.main
+
+    from dagrun.cli.main import app
+    from dagrun.cli.options import RUN_OPTIONS
+
+    group = typer.main.get_command(app)
+    commands = {name: group.commands[name] for name in ("run", "schedule", "backfill")}
+    shared = [option.name for option in RUN_OPTIONS]
+    assert len(shared) == 19
+    for name, command in commands.items():
+        params = {p.name: p for p in command.params}
+        assert set(shared) <= set(params), name
+        assert all(params[n].help for n in shared), name
+    for name in ("run", "schedule"):
+        force = next(p for p in commands[name].params if p.name == "force")
+        assert force.multiple and "stage" in (force.help or ""), name
+    force = next(p for p in commands["backfill"].params if p.name == "force")
+    assert getattr(force, "is_flag", False) and "dates" in (force.help or "")
+    assert "run_date" in {p.name for p in commands["run"].params}
+
+
+def test_a_command_redeclaring_a_run_option_must_say_it_replaces_it():
+    """A run option declared again by a command is an error at import unless it is replaced."""
+    from dagrun.cli.options import takes_run_options
+
+    def clashing(pipeline: str, force: bool = False, **options: Any) -> None:
+        """Declares --force without saying so."""
+
+    def replacing(pipeline: str, force: bool = False, **options: Any) -> None:
+        """Declares its own --force."""
+
+    def plain(pipeline: str, **options: Any) -> None:
+        """Declares nothing of its own."""
+
+    def closed(pipeline: str) -> None:
+        """Has nowhere to receive the run options."""
+
+    with pytest.raises(TypeError, match="force"):
+        takes_run_options()(clashing)
+    with pytest.raises(TypeError, match="force"):
+        takes_run_options(replaces=("force",))(plain)
+    with pytest.raises(TypeError, match="options"):
+        takes_run_options()(closed)
+    names = list(inspect.signature(takes_run_options(replaces=("force",))(replacing)).parameters)
+    assert names.count("force") == 1 and "wait" in names and "options" not in names
 
 
 def test_without_dev_shm_the_run_spills_to_disk_and_says_so_once(state_dir, tmp_path):

@@ -1,6 +1,7 @@
 """``dagrun schedule`` and ``dagrun backfill``: parse, check, hand over to ``dagrun.jobs``.
 
-Both take the options of ``dagrun run`` (``cli_options``) and check them, the
+Both take the options of ``dagrun run`` (``options.takes_run_options``;
+``backfill``'s ``--force`` is its own flag) and check them, the
 cron expression, the zone, the dates and the pipeline itself before anything
 runs: a mistake is exit 2 with one paragraph saying what to write instead.
 """
@@ -10,42 +11,31 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from ..errors import DagrunError, UsageError
 from .options import (
-    AddressOpt,
-    CacheDirOpt,
-    ExecutorOpt,
-    KeepGoingOpt,
-    LogFormatOpt,
-    MaxRuntimeOpt,
-    MaxTasksOpt,
-    MemoryOpt,
-    NoCacheOpt,
-    ParamOpt,
-    ParamsFileOpt,
     PipelineArg,
-    QuietOpt,
     RunArgs,
-    StartMethodOpt,
-    StateDirOpt,
-    TargetOpt,
-    TimeoutOpt,
-    WaitOpt,
-    WorkersOpt,
     exit_code_for,
     fail,
     parse_date_arg,
     run_args,
-    shared_options,
+    takes_run_options,
 )
 
 CATCH_UP = ("none", "last", "all")
 
 
+def register(app: typer.Typer) -> None:
+    """Add ``schedule`` and ``backfill`` to the ``dagrun`` command."""
+    app.command("schedule")(schedule_command)
+    app.command("backfill")(backfill_command)
+
+
+@takes_run_options()
 def schedule_command(
     pipeline: PipelineArg,
     cron: Annotated[
@@ -69,26 +59,7 @@ def schedule_command(
     keep_runs: Annotated[
         int | None, typer.Option(help="After each run keep only this many runs' history.")
     ] = None,
-    workers: WorkersOpt = None,
-    executor: ExecutorOpt = "local",
-    address: AddressOpt = None,
-    param: ParamOpt = None,
-    params_file: ParamsFileOpt = None,
-    target: TargetOpt = None,
-    keep_going: KeepGoingOpt = False,
-    no_cache: NoCacheOpt = False,
-    force: Annotated[list[str] | None, typer.Option(help="Re-run this stage; repeatable.")]
-    = None,
-    state_dir: StateDirOpt = None,
-    cache_dir: CacheDirOpt = None,
-    log_format: LogFormatOpt = "console",
-    start_method: StartMethodOpt = None,
-    timeout: TimeoutOpt = None,
-    max_tasks_per_worker: MaxTasksOpt = None,
-    memory: MemoryOpt = None,
-    max_runtime: MaxRuntimeOpt = None,
-    quiet: QuietOpt = False,
-    wait: WaitOpt = False,
+    **options: Any,
 ) -> None:
     """Run a pipeline on a cron schedule in the foreground; each run gets its tick as run_date."""
     from ..jobs.cron import next_fires, parse_cron
@@ -103,7 +74,7 @@ def schedule_command(
                 msg = f"{name} must be at least {low}, got {value}"
                 raise UsageError(msg)
         schedule = parse_cron(cron, tz)
-        args = run_args(pipeline, **shared_options(locals()))
+        args = run_args(pipeline, **options)
         name, key, state = _check_pipeline(args)
         if dry_run:
             for instant in next_fires(schedule, datetime.now(UTC), count):
@@ -113,39 +84,23 @@ def schedule_command(
         args = replace(args, options={**args.options, "state_dir": state.resolve()})
         code = ScheduleLoop(Schedule(
             args=args, cron=schedule, policy=catch_up, state_dir=state, name=name, key=key,
-            json_mode=log_format == "json", graceful=graceful, on_failure=on_failure,
-            keep_runs=keep_runs,
+            json_mode=args.options["log_format"] == "json", graceful=graceful,
+            on_failure=on_failure, keep_runs=keep_runs,
         )).run()
     except DagrunError as exc:
         raise fail(exc) from None
     raise typer.Exit(code)
 
 
+@takes_run_options(replaces=("force",))
 def backfill_command(
     pipeline: PipelineArg,
     start: Annotated[str, typer.Option("--from", help="First logical date, YYYY-MM-DD.")],
     end: Annotated[str, typer.Option("--to", help="Last logical date (included).")],
     force: Annotated[
-        bool, typer.Option("--force", help="Run dates that already succeeded too.")
+        bool, typer.Option("--force", help="Also re-run dates that already succeeded.")
     ] = False,
-    workers: WorkersOpt = None,
-    executor: ExecutorOpt = "local",
-    address: AddressOpt = None,
-    param: ParamOpt = None,
-    params_file: ParamsFileOpt = None,
-    target: TargetOpt = None,
-    keep_going: KeepGoingOpt = False,
-    no_cache: NoCacheOpt = False,
-    state_dir: StateDirOpt = None,
-    cache_dir: CacheDirOpt = None,
-    log_format: LogFormatOpt = "console",
-    start_method: StartMethodOpt = None,
-    timeout: TimeoutOpt = None,
-    max_tasks_per_worker: MaxTasksOpt = None,
-    memory: MemoryOpt = None,
-    max_runtime: MaxRuntimeOpt = None,
-    quiet: QuietOpt = False,
-    wait: WaitOpt = False,
+    **options: Any,
 ) -> None:
     """Run the pipeline once per date from --from to --to, skipping dates that succeeded."""
     from ..control.runner import run
@@ -154,14 +109,16 @@ def backfill_command(
     try:
         first, last = _day(start, "--from"), _day(end, "--to")
         days = dates(first, last)
-        args = run_args(pipeline, **{**shared_options(locals()), "force": None})
+        args = run_args(pipeline, **options)
         name, _, state = _check_pipeline(args)
         args = replace(args, options={**args.options, "state_dir": state})
+
+        to_stderr = args.options["log_format"] == "json"  # stdout carries the JSON events
 
         def report(outcome: DayOutcome) -> None:
             note = f" ({outcome.note})" if outcome.note else ""
             typer.echo(f"backfill {outcome.day.isoformat()}: {outcome.status} "
-                       f"run {outcome.run_id or '-'}{note}", err=log_format == "json")
+                       f"run {outcome.run_id or '-'}{note}", err=to_stderr)
 
         outcomes = backfill(
             lambda day: run(pipeline, **args.kwargs(day)), days, state_dir=state, pipeline=name,

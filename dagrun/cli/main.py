@@ -1,17 +1,18 @@
 """The ``dagrun`` command: parse, call the library, map errors to exit codes.
 
-Exit codes are mapped in one place, ``cli_options.exit_code_for``:
+Exit codes are mapped in one place, ``options.exit_code_for``:
 0 success · 1 a stage failed · 2 invalid usage or pipeline (nothing ran) ·
 3 another run holds the pipeline's lock · 124 the run passed --max-runtime ·
 130 / 143 interrupted (SIGINT / SIGTERM). The options ``run``, ``schedule``
-and ``backfill`` share live in ``cli_options``; ``schedule`` and ``backfill``
-in ``cli_jobs``. Heavy imports happen inside the commands, so
-``dagrun --help`` stays fast.
+and ``backfill`` share are declared once in ``options``. Each module of
+command groups adds its commands with ``register(app)``: this one ``run``,
+``validate``, ``list``, ``graph``, ``clean`` and ``runs``; ``jobs`` schedule
+and backfill; ``cache`` explain; ``report`` report. Heavy imports happen
+inside the commands, so ``dagrun --help`` stays fast.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import datetime
 from enum import StrEnum
@@ -21,55 +22,37 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import DagrunError, UsageError
+from . import cache as cache_commands
+from . import jobs as job_commands
+from . import report as report_commands
 from .cache import clean_cache
-from .cache import register as register_cache
-from .jobs import backfill_command, schedule_command
 from .options import (
-    AddressOpt,
     CacheDirOpt,
-    ExecutorOpt,
-    ForceOpt,
-    KeepGoingOpt,
-    LogFormatOpt,
-    MaxRuntimeOpt,
-    MaxTasksOpt,
-    MemoryOpt,
-    NoCacheOpt,
-    ParamOpt,
-    ParamsFileOpt,
     PipelineArg,
-    QuietOpt,
-    StartMethodOpt,
     StateDirOpt,
-    TargetOpt,
-    TimeoutOpt,
-    WaitOpt,
-    WorkersOpt,
     exit_code_for,
     fail,
     parse_date_arg,
     parse_params,
     run_args,
-    shared_options,
+    takes_run_options,
 )
-from .report import register as register_report
 
 __all__ = ["app", "exit_code_for", "main"]
 
-app = typer.Typer(
-    name="dagrun",
-    help="Run Python data pipelines as a DAG on every core.",
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-runs_app = typer.Typer(help="History of runs and their per-stage metrics.", no_args_is_help=False)
-app.add_typer(runs_app, name="runs")
-app.command("schedule")(schedule_command)
-app.command("backfill")(backfill_command)
-register_cache(app)
-register_report(app)
+
+def register(app: typer.Typer) -> None:
+    """Add ``run``, ``validate``, ``list``, ``graph``, ``clean`` and ``runs`` to ``app``."""
+    app.command("run")(run_command)
+    app.command("validate")(validate_command)
+    app.command("list")(list_command)
+    app.command("graph")(graph_command)
+    app.command("clean")(clean_command)
+    runs_app = typer.Typer(help="History of runs and their per-stage metrics.",
+                           no_args_is_help=False)
+    runs_app.callback(invoke_without_command=True)(runs_command)
+    runs_app.command("show")(runs_show_command)
+    app.add_typer(runs_app, name="runs")
 
 
 class GraphFormat(StrEnum):
@@ -86,7 +69,6 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
 def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
@@ -95,35 +77,17 @@ def _root(
     """Run Python data pipelines as a DAG on every core."""
 
 
-@app.command("run")
+@takes_run_options()
 def run_command(
     pipeline: PipelineArg,
-    workers: WorkersOpt = None,
-    executor: ExecutorOpt = "local",
-    address: AddressOpt = None,
-    param: ParamOpt = None,
-    params_file: ParamsFileOpt = None,
-    target: TargetOpt = None,
-    keep_going: KeepGoingOpt = False,
-    no_cache: NoCacheOpt = False,
-    force: ForceOpt = None,
-    state_dir: StateDirOpt = None,
-    cache_dir: CacheDirOpt = None,
-    log_format: LogFormatOpt = "console",
-    start_method: StartMethodOpt = None,
-    timeout: TimeoutOpt = None,
-    max_tasks_per_worker: MaxTasksOpt = None,
-    memory: MemoryOpt = None,
     run_date: Annotated[
         str | None, typer.Option(help="The logical date: YYYY-MM-DD or ISO date and time.")
     ] = None,
-    max_runtime: MaxRuntimeOpt = None,
-    quiet: QuietOpt = False,
-    wait: WaitOpt = False,
+    **options: Any,
 ) -> None:
     """Run a pipeline: every stage starts the moment its inputs are ready."""
     try:
-        args = run_args(pipeline, **shared_options(locals()))
+        args = run_args(pipeline, **options)
         day = parse_date_arg(run_date, "--run-date") if run_date is not None else None
         from ..control.runner import run
 
@@ -135,8 +99,9 @@ def run_command(
         if status == "succeeded":
             return
         if status == "timed_out":
+            limit = args.options["max_runtime"]
             typer.echo(
-                f"dagrun: run {result.run_id} passed --max-runtime {max_runtime} and was "
+                f"dagrun: run {result.run_id} passed --max-runtime {limit} and was "
                 f"stopped; events are in {result.events_path}",
                 err=True,
             )
@@ -150,7 +115,6 @@ def run_command(
         raise typer.Exit(exit_code_for(status))
 
 
-@app.command("validate")
 def validate_command(
     pipeline: PipelineArg,
     param: Annotated[list[str] | None, typer.Option("--param", "-p")] = None,
@@ -161,7 +125,6 @@ def validate_command(
     typer.echo(f"{graph.pipeline.name}: valid, {len(graph.nodes)} stages")
 
 
-@app.command("list")
 def list_command(pipeline: PipelineArg) -> None:
     """Show each stage with its inputs, parameters and options."""
     graph = _graph(pipeline, None, None)
@@ -205,7 +168,6 @@ def _secret_parameters(func: object) -> set[str]:
         return set()
 
 
-@app.command("graph")
 def graph_command(
     pipeline: PipelineArg,
     format: Annotated[GraphFormat, typer.Option("--format", "-f")] = GraphFormat.text,
@@ -216,7 +178,6 @@ def graph_command(
     typer.echo(render_graph(_graph(pipeline, None, None), format.value), nl=False)
 
 
-@runs_app.callback(invoke_without_command=True)
 def runs_command(
     ctx: typer.Context,
     state_dir: StateDirOpt = None,
@@ -247,7 +208,6 @@ def runs_command(
         raise fail(exc) from None
 
 
-@runs_app.command("show")
 def runs_show_command(
     run_id: Annotated[str, typer.Argument(help="A run id, or a unique prefix of one.")],
     state_dir: StateDirOpt = None,
@@ -261,7 +221,6 @@ def runs_show_command(
         raise fail(exc) from None
 
 
-@app.command("clean")
 def clean_command(
     state_dir: StateDirOpt = None,
     runs: Annotated[
@@ -281,12 +240,13 @@ def clean_command(
 ) -> None:
     """Remove orphaned shared memory (of runs whose driver is gone), spill files and, with
     --cache / --runs, cache entries / run history."""
+    from ..settings import Environment
     from ..store import clean_orphans
 
     try:
         age = _age(older_than, runs or cache)
         state = _state_dir(state_dir)
-        removed = clean_orphans(state, os.environ.get("DAGRUN_SHM_DIR", "/dev/shm"))
+        removed = clean_orphans(state, Environment.read().shm_dir)
         if cache:
             removed += clean_cache(state, cache_dir, verify=verify, older_than=age,
                                    max_size=max_size)
@@ -336,6 +296,21 @@ def _graph(pipeline: str, params: list[str] | None, targets: list[str] | None) -
         raise fail(exc) from None
 
 
+app = typer.Typer(
+    name="dagrun",
+    help="Run Python data pipelines as a DAG on every core.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.callback()(_root)
+register(app)
+job_commands.register(app)
+cache_commands.register(app)
+report_commands.register(app)
+
+
 def main() -> None:
     """Console-script entry point."""
     from ..control import signals
@@ -348,7 +323,9 @@ def main() -> None:
     except SystemExit as exc:  # typer turns KeyboardInterrupt into exit 130: say which signal
         sys.exit(signals.exit_code() if exc.code == 130 else exc.code)
     except Exception as exc:  # noqa: BLE001 - never a bare traceback from dagrun's internals
-        if os.environ.get("DAGRUN_DEBUG"):
+        from ..settings import Environment
+
+        if Environment.read().debug:
             raise
         typer.echo(
             f"dagrun: internal error: {type(exc).__name__}: {exc}. This is a bug in dagrun; "
@@ -358,3 +335,4 @@ def main() -> None:
         sys.exit(1)
     finally:
         signals.exiting()
+

@@ -1,5 +1,11 @@
 """What ``run``, ``schedule`` and ``backfill`` share: the run options and the exit codes.
 
+The run options are declared once, in the signature of ``run_args``: each
+parameter is typer's declaration of the option (name, type, help, default)
+and ``run_args`` checks them together. ``takes_run_options`` gives a command
+those parameters after its own, so ``run``, ``schedule`` and ``backfill``
+each list them in ``--help`` without listing them again in code.
+
 ``RunArgs`` is the command line's view of one run: built (and checked) once
 from the options, it gives ``dagrun.run``'s keyword arguments (``kwargs``)
 or the argument list of a child ``dagrun run`` (``argv``, used by the
@@ -15,10 +21,10 @@ from __future__ import annotations
 
 import inspect
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -94,39 +100,34 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and
 WaitOpt = Annotated[bool, typer.Option("--wait", help="If another run holds the lock, wait.")]
 
 
-def shared_options(scope: Mapping[str, Any]) -> dict[str, Any]:
-    """The options ``run``, ``schedule`` and ``backfill`` share, taken from a command's locals.
-
-    Typer reads each command's options from its signature, so the three
-    signatures list them again; this keeps the call that checks them in one form.
-    """
-    return {name: scope[name] for name in _SHARED}
-
-
 def run_args(
     pipeline: str,
     *,
-    param: list[str] | None,
-    params_file: Path | None,
-    target: list[str] | None,
-    workers: int | None,
-    executor: str,
-    address: str | None,
-    keep_going: bool,
-    no_cache: bool,
-    force: list[str] | None,
-    state_dir: Path | None,
-    cache_dir: Path | None,
-    log_format: str,
-    start_method: str | None,
-    timeout: float | None,
-    max_tasks_per_worker: int | None,
-    memory: str | None,
-    max_runtime: str | None,
-    quiet: bool,
-    wait: bool,
+    workers: WorkersOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    param: ParamOpt = None,
+    params_file: ParamsFileOpt = None,
+    target: TargetOpt = None,
+    keep_going: KeepGoingOpt = False,
+    no_cache: NoCacheOpt = False,
+    force: ForceOpt = None,
+    state_dir: StateDirOpt = None,
+    cache_dir: CacheDirOpt = None,
+    log_format: LogFormatOpt = "console",
+    start_method: StartMethodOpt = None,
+    timeout: TimeoutOpt = None,
+    max_tasks_per_worker: MaxTasksOpt = None,
+    memory: MemoryOpt = None,
+    max_runtime: MaxRuntimeOpt = None,
+    quiet: QuietOpt = False,
+    wait: WaitOpt = False,
 ) -> RunArgs:
-    """Check the options a user can get wrong before anything loads; a bad one is a UsageError."""
+    """Check the options a user can get wrong before anything loads; a bad one is a UsageError.
+
+    The keyword parameters are the run options of the command line, in the
+    order ``--help`` lists them (``RUN_OPTIONS``).
+    """
     from .. import executors
     from ..units import parse_duration, parse_size
 
@@ -224,5 +225,46 @@ def parse_date_arg(text: str, option: str) -> date | datetime:
         raise UsageError(msg) from None
 
 
+# Evaluated once here: typer reads a command's ``__signature__`` as it is, and
+# this module's annotations are strings (``from __future__ import annotations``).
+RUN_OPTIONS: tuple[inspect.Parameter, ...] = tuple(
+    inspect.signature(run_args, eval_str=True).parameters.values()
+)[1:]
+"""The run options as typer reads them, without ``pipeline``: ``run_args``'s keyword parameters."""
 
-_SHARED = tuple(p for p in inspect.signature(run_args).parameters if p != "pipeline")
+Command = TypeVar("Command", bound=Callable[..., None])
+
+
+def takes_run_options(*, replaces: tuple[str, ...] = ()) -> Callable[[Command], Command]:
+    """Give a command the run options after its own; typer then lists and parses them.
+
+    The command is written ``def command(pipeline, <its own options>, **options)``
+    and receives the run options in ``options``, ready for
+    ``run_args(pipeline, **options)``. Typer reads options from a command's
+    signature, so this sets ``__signature__`` to the command's own parameters
+    followed by ``RUN_OPTIONS``. A name in ``replaces`` is an option the
+    command declares itself with a meaning of its own (``backfill``'s
+    ``--force`` flag): the shared one is left out, and ``run_args`` gets its
+    default. Any other clash of names is a mistake, raised at import.
+    """
+    names = {option.name for option in RUN_OPTIONS}
+
+    def decorate(command: Command) -> Command:
+        own = inspect.signature(command, eval_str=True)
+        kept = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        if len(kept) == len(own.parameters):
+            msg = f"{command.__name__} needs **options to receive the run options"
+            raise TypeError(msg)
+        declared = {p.name for p in kept}
+        clash = (declared & names) ^ set(replaces)
+        if clash:
+            msg = (
+                f"{command.__name__}: {', '.join(sorted(clash))} must be declared by the "
+                f"command exactly when listed in replaces"
+            )
+            raise TypeError(msg)
+        shared = [option for option in RUN_OPTIONS if option.name not in replaces]
+        command.__signature__ = own.replace(parameters=[*kept, *shared])  # type: ignore[attr-defined]
+        return command
+
+    return decorate
