@@ -209,3 +209,26 @@ def test_inbox_reassembles_messages_split_and_joined_across_reads():
         writer.join()
         os.close(r)
     assert got == [*messages, long_form]
+
+
+def test_wait_hands_over_its_events(pool):
+    """The list ``wait`` returns is the caller's: later events go to the next call only
+    (the pool's parts share one events list, kept and emptied, never handed out)."""
+    p = pool()
+
+    def until_outcome() -> list:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            events = p.exe.wait(1.0)
+            if any(isinstance(e, TaskOutcome) for e in events):
+                return events
+        raise AssertionError("no outcome")
+
+    p.submit("quiet")
+    first = until_outcome()
+    kept = list(first)
+    p.submit("quiet")
+    second = until_outcome()
+    assert first == kept and first is not second
+    assert not any(e in first for e in second)
+    assert p.exe.wait(0) == []

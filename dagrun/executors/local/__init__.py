@@ -8,9 +8,12 @@
                        └── process sentinels: a worker that dies is noticed at once
 
 Modules: ``pool`` (``LocalExecutor``: the pool's lifecycle and the one
-``poll`` loop), ``inbound`` (what workers send, in order), ``deaths`` (a
-worker gone or past its deadline, and its tasks), ``placement`` (where a
-task goes: *keep*, *near*, *chain* as pure functions), ``child`` (the
+``poll`` loop; the one owner of the pool's state, whose parts it builds and
+calls), ``state`` (``PoolState``, the record the parts share, and ``Watch``,
+the fds the pool polls), ``inbound`` (what workers send, in order),
+``deaths`` (a worker gone or past its deadline, and its tasks),
+``placement`` (where a task goes: *keep*, *near*, *chain* as pure
+functions), ``child`` (the
 worker process's main loop), ``wire`` (a task and an outcome as messages),
 ``framing`` (messages on a pipe), ``handle`` (one worker as the driver sees
 it), ``exits`` (how a worker ended, in words; reaping). What a stage prints or logs is
@@ -20,9 +23,10 @@ State, per worker: its pipe ``conn`` (tasks in; records, outcomes out), the
 read ends of its fd 1 / fd 2 pipes, its ``queue`` (the running task first,
 then a prefetched or chained one), a ``deadline`` (the task's timeout, or
 the start-up bound before it said ``READY``), its peak memory sample and
-its last lines of output (``tail``). Pool-wide: ``_idle``, ``_busy``,
-``writers`` (large segment -> pid, pruned on release and on death),
-``_typical`` (wall time per stage function), ``_events`` (in order).
+its last lines of output (``tail``). Pool-wide, in ``PoolState``: ``idle``,
+``busy``, ``writers`` (large segment -> pid, pruned on release and on
+death), ``events`` (in order), ``limits``; the pool's own: ``_typical``
+(wall time per stage function) and the tasks posted but not written yet.
 
 Each worker runs one task at a time, so the executor always knows which
 task a dead worker was running. Behind tasks whose functions are known to be

@@ -1,67 +1,83 @@
 """How the pool learns that a worker is gone or stuck, and what becomes of its tasks.
 
-A mixin of ``pool.LocalExecutor``: a worker whose sentinel fired is drained
-first (an outcome written just before dying is an outcome), then its task
-fails with how the worker died; a task past its deadline is drained the same
-way, then its worker is stopped. The tasks queued behind a lost one go to
-other workers; chained ones are planned again by the runner.
+A worker whose sentinel fired is drained first (an outcome written just
+before dying is an outcome), then its task fails with how the worker died;
+a task past its deadline is drained the same way, then its worker is
+stopped. The tasks queued behind a lost one go to other workers; chained
+ones are planned again by the runner.
+
+``Deaths`` is a part of ``pool.LocalExecutor``, built with the pool's
+``PoolState`` and ``Watch``, its ``Inbound`` (to drain a worker) and two
+callbacks of the pool: ``finish`` (the worker's current task ended) and
+``place`` (a task queued behind a lost one goes elsewhere). It owns the
+out-of-memory watch and the memory samples; the pool calls ``died``,
+``timed_out`` and ``sample_memory`` from its ``poll`` loop.
 """
 
 from __future__ import annotations
 
 import signal
 import time
-from typing import Any
+from collections.abc import Callable
 
 from ...settings import TUNING
 from .. import oom
-from ..base import ErrorInfo, Event, Started, TaskMetrics, TaskOutcome
+from ..base import ErrorInfo, Started, TaskMetrics, TaskOutcome, TaskSpec
 from . import exits, wire
 from .handle import Worker
-from .placement import Writers
+from .inbound import Inbound
+from .state import PoolState, Watch
 
 SAMPLE_EVERY_S = TUNING.sample_every_s
 
 
 class Deaths:
-    """Deaths, timeouts and memory samples of the pool's workers (the pool's own
-    ``_drain``, ``_read_all_raw``, ``_finish``, ``_place`` and ``_forget`` do the rest)."""
+    """Deaths, timeouts and memory samples of the pool's workers."""
 
-    _busy: dict[Any, Worker]
-    _idle: list[Worker]
-    _events: list[Event]
-    _oom: oom.OomWatch
-    _sampled_at: float
-    _startup_grace: float
-    writers: Writers
+    def __init__(self, state: PoolState, watch: Watch, inbound: Inbound, *,
+                 finish: Callable[[Worker, TaskOutcome | None], None],
+                 place: Callable[[TaskSpec, bytes], int | None],
+                 startup_grace_s: float) -> None:
+        self._busy = state.busy
+        self._idle = state.idle
+        self._events = state.events
+        self._writers = state.writers
+        self._watch = watch
+        self._inbound = inbound
+        self._finish = finish
+        self._place = place
+        self._startup_grace = startup_grace_s
+        self._oom = oom.OomWatch()
+        self._sampled_at = 0.0
 
-    def _died(self, worker: Worker) -> None:
+    def died(self, worker: Worker) -> None:
         """A worker's sentinel fired: read what it sent first, then report what it was running."""
-        if not self._drain(worker):
+        if not self._inbound.drain(worker):
             return
         if worker.conn in self._busy:
             exitcode = exits.reap(worker.process)
             oom_kills = self._oom.new_kills() if exitcode == -signal.SIGKILL else 0
-            message = exits.describe_exit(
+            info = exits.exit_info(
                 worker.pid, exitcode, peak_rss=worker.peak_rss or None, peak_exact=False,
                 oom_kills=oom_kills, memory_limit=self._oom.limit, started=worker.ready,
                 output=list(worker.tail),
             )
-            self._fail(worker, ErrorInfo("crashed", "WorkerCrashed", message))
+            self._fail(worker, info)
         elif worker in self._idle:
             self._idle.remove(worker)  # an idle worker died: simply not reused
             exits.reap(worker.process)
-            self.writers.died(worker.pid)
-            self._forget(worker)
+            self._writers.died(worker.pid)
+            self._watch.forget(worker)
 
-    def _timed_out(self, worker: Worker) -> None:
-        if not self._drain(worker):  # its outcome may be in the pipe already
+    def timed_out(self, worker: Worker) -> None:
+        """A busy worker's deadline passed: its task fails (timeout, or a start-up that hung)."""
+        if not self._inbound.drain(worker):  # its outcome may be in the pipe already
             return
         spec = worker.spec
         if spec is None or worker.deadline is None or worker.deadline > time.monotonic():
             return
         exits.terminate(worker.process)
-        self._read_all_raw(worker)
+        self._inbound.read_all_raw(worker)
         tail = list(worker.tail)
         if worker.ready:
             self._fail(worker, exits.timeout_info(worker.pid, spec.timeout or 0.0, tail))
@@ -77,18 +93,18 @@ class Deaths:
         # task's result, so the runner plans them again once it has one.
         queued = [q for q in worker.drop_queued() if q.after is None]
         self._finish(worker, outcome)
-        self.writers.died(worker.pid)
-        self._forget(worker)
+        self._writers.died(worker.pid)
+        self._watch.forget(worker)
         for waiting in queued:
             pid = self._place(waiting, wire.task_message(waiting))
             if pid is not None:
                 self._events.append(Started(waiting, pid))
 
-    def _sample_memory(self) -> None:
+    def sample_memory(self) -> None:
+        """Each busy worker's peak memory, sampled at most every ``SAMPLE_EVERY_S``."""
         now = time.monotonic()
         if now - self._sampled_at < SAMPLE_EVERY_S:
             return
         self._sampled_at = now
         for worker in self._busy.values():
             worker.peak_rss = max(worker.peak_rss, oom.peak_rss_of(worker.pid))
-

@@ -1,20 +1,27 @@
 """What workers send, handled in the order it was sent: log records, raw output, READY,
-RAW markers and outcomes (see ``child``). A mixin of ``pool.LocalExecutor``:
-an outcome ends the worker's current task (the pool's ``_finish``), and a
-worker that has run ``max_tasks_per_worker`` tasks is retired after its last.
+RAW markers and outcomes (see ``child``).
+
+``Inbound`` is a part of ``pool.LocalExecutor``, built with the pool's
+``PoolState`` and ``Watch`` and two callbacks of the pool: ``begin`` (a
+worker that said READY starts its task's clock) and ``finish`` (an outcome
+ends the worker's current task). It appends ``TaskLog``s to the pool's
+events, returns a worker to the idle list after its last task, and retires
+one that has run ``max_tasks_per_worker`` tasks. The pool calls
+``receive`` and ``read_raw`` when a worker's fds are readable; ``Deaths``
+calls ``drain`` and ``read_all_raw`` before it reports a worker gone.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 from ...settings import TUNING
 from .. import capture
-from ..base import Event, TaskLog
+from ..base import TaskLog, TaskOutcome
 from . import exits, handle, wire
 from .child import RAW, READY
 from .handle import Line, Worker
-from .placement import Limits, Writers
+from .state import PoolState, Watch
 
 MESSAGES_PER_WAKE = TUNING.messages_per_wake
 
@@ -22,13 +29,19 @@ MESSAGES_PER_WAKE = TUNING.messages_per_wake
 class Inbound:
     """Messages and output from the pool's workers."""
 
-    _busy: dict[Any, Worker]
-    _idle: list[Worker]
-    _events: list[Event]
-    _limits: Limits
-    writers: Writers
+    def __init__(self, state: PoolState, watch: Watch, *,
+                 begin: Callable[[Worker], None],
+                 finish: Callable[[Worker, TaskOutcome | None], None]) -> None:
+        # The containers themselves, not the record: read on every message.
+        self._idle = state.idle
+        self._events = state.events
+        self._writers = state.writers
+        self._max_tasks = state.limits.max_tasks
+        self._watch = watch
+        self._begin = begin
+        self._finish = finish
 
-    def _receive(self, worker: Worker, *, read: bool = True) -> None:
+    def receive(self, worker: Worker, *, read: bool = True) -> None:
         """Every message waiting from ``worker``, up to ``MESSAGES_PER_WAKE``; the rest
         waits in its inbox for the next wake.
 
@@ -50,7 +63,7 @@ class Inbound:
             if not self._handle(worker, data):
                 return
 
-    def _drain(self, worker: Worker) -> bool:
+    def drain(self, worker: Worker) -> bool:
         """Handle every message and byte the worker sent before it died (or was stopped).
 
         False when that retired the worker (its last outcome came in).
@@ -67,7 +80,7 @@ class Inbound:
                 continue
             if not self._handle(worker, data):
                 return False
-        self._read_all_raw(worker)
+        self.read_all_raw(worker)
         return True
 
     def _handle(self, worker: Worker, data: bytes) -> bool:
@@ -90,7 +103,7 @@ class Inbound:
         outcome = handle.outcome(data, spec, worker.pid)
         if worker.raw_pending:  # its raw lines precede its outcome
             worker.raw_pending = False
-            self._read_all_raw(worker)
+            self.read_all_raw(worker)
         else:  # what the pipes held was read as it came: only an unfinished line is left
             self._lines(worker, worker.rest())
         worker.tail.clear()
@@ -98,15 +111,19 @@ class Inbound:
         worker.tasks_done += 1
         if worker.queue:
             return True  # it went straight on to its next task
-        if self._limits.max_tasks and worker.tasks_done >= self._limits.max_tasks:
-            worker.send(wire.STOP)
-            worker.process.join(exits.TERM_GRACE_S)
-            exits.terminate(worker.process)
-            self.writers.died(worker.pid)
-            self._forget(worker)
+        if self._max_tasks and worker.tasks_done >= self._max_tasks:
+            self._retire(worker)
             return False
         self._idle.append(worker)
         return True
+
+    def _retire(self, worker: Worker) -> None:
+        """Stop a worker that has run its ``max_tasks_per_worker`` tasks (it holds none)."""
+        worker.send(wire.STOP)
+        worker.process.join(exits.TERM_GRACE_S)
+        exits.terminate(worker.process)
+        self._writers.died(worker.pid)
+        self._watch.forget(worker)
 
     def _lines(self, worker: Worker, lines: list[Line]) -> None:
         """Lines from a worker: part of its tail; ``TaskLog``s when a task of it runs."""
@@ -117,18 +134,19 @@ class Inbound:
                 self._events.append(TaskLog(spec.key, spec.attempt, worker.pid, stream, level,
                                             message))
 
-    def _read_raw(self, worker: Worker, fd: int) -> None:
+    def read_raw(self, worker: Worker, fd: int) -> None:
+        """What is readable now on ``worker``'s raw pipe ``fd``, as lines."""
         found, eof = worker.read_raw(fd)
         self._lines(worker, found)
         if eof:
-            self._unwatch(fd)
+            self._watch.unwatch(fd)
 
-    def _read_all_raw(self, worker: Worker) -> None:
+    def read_all_raw(self, worker: Worker) -> None:
         """Everything in the worker's fd 1/2 pipes now, the last unfinished line included."""
         for fd in list(worker.raw):
             found, eof = worker.read_raw(fd, drain=True)
             self._lines(worker, found)
             if eof:
-                self._unwatch(fd)
+                self._watch.unwatch(fd)
         self._lines(worker, worker.rest())
 

@@ -1,23 +1,43 @@
-"""The pool: start, feed, watch and replace worker processes (see the package docstring)."""
+"""The pool: start, feed, watch and replace worker processes (see the package docstring).
+
+``LocalExecutor`` is the one owner of the pool's state; its parts are
+objects it builds once and calls through a few public methods:
+
+    LocalExecutor ── owns ──▶ PoolState (state): idle, busy, events, limits, writers
+      │                       Watch (state): the poll and whose each fd is
+      │                       MachineValues (..machine): the run's store
+      │                       placement state: _posted, _room, _typical
+      ├─ receive, read_raw ──────────▶ Inbound (inbound): messages and raw output
+      │                                  │ begin, finish ◀── callbacks of the pool
+      └─ died, timed_out, sample_memory ▶ Deaths (deaths): gone and stuck workers
+                                           │ drain, read_all_raw ──▶ Inbound
+                                           │ finish, place ◀── callbacks of the pool
+
+The parts keep references to ``PoolState``'s containers, which are changed
+in place and never replaced (``wait`` hands the runner a copy of the events
+and clears them). The pool keeps the placement (``submit``, ``chain``,
+``free_slots``), the task lifecycle (``_begin``, ``_finish``) and the
+worker lifecycle (starting, ``shutdown``).
+
+The pool *has* a ``MachineValues`` rather than being one: the store is the
+same for the inline executor, and the pool adds to it only that a released
+value leaves the ``writers`` map (``release``).
+"""
 
 from __future__ import annotations
 
 import contextlib
-import math
 import multiprocessing as mp
 import os
 import pickle
-import select
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
-from multiprocessing.connection import Connection
 from typing import Any
 
 from ...pipeline.pipeline import ModuleSource
 from ...settings import TUNING, default_start_method
-from ...store import StoreConfig
-from .. import oom
+from ...store import Decoded, Handle, StoreConfig
 from ..base import ErrorInfo, Event, Ref, Started, TaskKey, TaskMetrics, TaskOutcome, TaskSpec
 from ..machine import MachineValues
 from . import exits, handle, wire
@@ -26,6 +46,7 @@ from .deaths import Deaths
 from .handle import PRELOAD, Worker
 from .inbound import Inbound
 from .placement import Limits, WorkerView, Writers, held_by, may_chain, may_queue, place
+from .state import PoolState, Watch
 
 # The pool's tuning numbers (their reasons are in ``settings.Tuning``):
 SAMPLE_EVERY_S = TUNING.sample_every_s
@@ -35,7 +56,7 @@ SHORT_TASK_S = TUNING.short_task_s
 NEAR_MIN = TUNING.near_min
 
 
-class LocalExecutor(Inbound, Deaths, MachineValues):
+class LocalExecutor:
     """A pool of worker processes that survives crashes and enforces timeouts."""
 
     name = "local"
@@ -52,7 +73,8 @@ class LocalExecutor(Inbound, Deaths, MachineValues):
         resources: Mapping[str, Callable[[], Any]] | None = None,
         startup_grace_s: float = STARTUP_GRACE_S,
     ) -> None:
-        super().__init__(config)
+        self._values = MachineValues(config)  # first: it clears a dead driver's leftovers
+        self.config = config
         self.workers = workers
         self.start_method = start_method or default_start_method()
         self._ctx = mp.get_context(self.start_method)
@@ -61,20 +83,27 @@ class LocalExecutor(Inbound, Deaths, MachineValues):
             self._ctx.set_forkserver_preload([*PRELOAD, *named])
         blob = pickle.dumps((dict(funcs), dict(resources or {})))
         self._init = WorkerInit(tuple(sources), blob, config, os.getpid())
-        self._limits = Limits(PREFETCH, SHORT_TASK_S, max_tasks_per_worker)
         self._startup_grace = startup_grace_s
-        self._oom = oom.OomWatch()
-        self._sampled_at = 0.0
-        self._poll = select.poll()
-        self._watched: dict[int, tuple[Worker, str] | None] = {}  # fd -> (worker, what)
-        self._idle: list[Worker] = []
-        self._busy: dict[Connection, Worker] = {}
+        state = PoolState(Limits(PREFETCH, SHORT_TASK_S, max_tasks_per_worker), Writers(NEAR_MIN))
+        # The state's containers and parts' methods, bound once: the hot path reads them here.
+        self._limits = state.limits
+        self.writers = state.writers  # large segment -> pid of the worker that wrote it
+        self._idle = state.idle
+        self._busy = state.busy
+        self._events = state.events
+        self._watch = Watch()
         self._posted: list[Worker] = []  # workers with tasks not written yet
         self._room: Worker | None = None  # where ``free_slots`` found room just now
-        self._events: list[Event] = []  # outcomes, starts and lines, in the order they happened
         self._funcs = funcs
         self._typical: dict[Any, float] = {}  # function -> typical wall time of its tasks
-        self.writers = Writers(NEAR_MIN)  # large segment -> pid of the worker that wrote it
+        inbound = Inbound(state, self._watch, begin=self._begin, finish=self._finish)
+        deaths = Deaths(state, self._watch, inbound, finish=self._finish, place=self._place,
+                        startup_grace_s=startup_grace_s)
+        self._receive = inbound.receive
+        self._read_raw = inbound.read_raw
+        self._died = deaths.died
+        self._timed_out = deaths.timed_out
+        self._sample_memory = deaths.sample_memory
 
     # -- protocol --------------------------------------------------------
     def free_slots(self) -> int:
@@ -124,18 +153,38 @@ class LocalExecutor(Inbound, Deaths, MachineValues):
         return self._place(spec, payload)
 
     def wait(self, timeout: float | None, wake: int | None = None) -> list[Event]:
-        if not self._events:
+        events = self._events
+        if not events:
             self._wait(timeout, wake)
-        events, self._events = self._events, []
-        return events
+        happened = events.copy()  # the list itself is the parts' too: kept, emptied
+        events.clear()
+        return happened
 
     def release(self, ref: Ref) -> None:
+        """``ref`` has no consumer left: freed, and no longer draws tasks to its writer."""
         self.writers.released(ref)
-        super().release(ref)
+        self._values.release(ref)  # type: ignore[arg-type]
+
+    def read(self, ref: Handle, stage: str) -> Decoded:
+        """The value behind ``ref``, in this process (a requested output)."""
+        return self._values.read(ref, stage)
+
+    def from_cache(self, entry: Any, stage: str) -> Handle:
+        """A cache entry as a handle: its consumers map the entry's file, nothing is copied."""
+        return self._values.from_cache(entry, stage)
+
+    def notice(self, ref: Handle) -> str | None:
+        """A remark said once per run: values spill to disk because shared memory is short."""
+        return self._values.notice(ref)
+
+    def close(self) -> None:
+        """Free every value of the run still held."""
+        self._values.close()
 
     def shutdown(self, *, cancel: bool = False) -> None:
         workers = self._idle + list(self._busy.values())
-        self._idle, self._busy = [], {}
+        self._idle.clear()
+        self._busy.clear()
         for worker in workers:
             if cancel or worker.spec is not None:
                 exits.terminate(worker.process)
@@ -144,7 +193,7 @@ class LocalExecutor(Inbound, Deaths, MachineValues):
         for worker in workers:
             worker.process.join(exits.TERM_GRACE_S)
             exits.terminate(worker.process)
-            self._forget(worker)
+            self._watch.forget(worker)
 
     def kill_all(self) -> None:
         """SIGKILL every worker; only signals are sent (this runs on a second Ctrl-C)."""
@@ -233,9 +282,8 @@ class LocalExecutor(Inbound, Deaths, MachineValues):
     def _wait(self, timeout: float | None, wake: int | None) -> None:
         self.flush()
         self._room = None  # workers may finish or die meanwhile
-        if wake is not None and wake not in self._watched:
-            self._watched[wake] = None
-            self._poll.register(wake, select.POLLIN)
+        if wake is not None:
+            self._watch.wake(wake)
         deadline = min((w.deadline for w in self._busy.values() if w.deadline), default=None)
         if deadline is not None:
             until = max(0.0, deadline - time.monotonic())
@@ -248,18 +296,15 @@ class LocalExecutor(Inbound, Deaths, MachineValues):
         waiting = [w for w in (*self._busy.values(), *self._idle) if w.inbox.has_message()]
         if waiting:
             timeout = 0
-        ready = self._poll.poll(None if timeout is None else math.ceil(timeout * 1000))
+        found = self._watch.poll(timeout)  # resolved: see ``Watch.poll``
         self._sample_memory()
         for worker in waiting:
             if not worker.gone:
                 self._receive(worker, read=False)
-        # Resolved first: handling one fd can close others, whose numbers a new worker reuses.
-        found = [(fd, self._watched.get(fd)) for fd, _ in ready]
         died = []
-        for fd, watched in found:
-            if watched is None or watched[0].gone:
+        for fd, worker, what in found:
+            if worker.gone:
                 continue
-            worker, what = watched
             if what == "sentinel":
                 died.append(worker)
             elif what == "conn":
@@ -299,20 +344,8 @@ class LocalExecutor(Inbound, Deaths, MachineValues):
             known = self._typical.get(func)
             self._typical[func] = wall if known is None else 0.7 * known + 0.3 * wall
 
-    # -- processes and pipes ---------------------------------------------------
+    # -- processes -------------------------------------------------------------
     def _start_worker(self) -> Worker:
         worker = handle.start(self._ctx, self._init)
-        for fd, what in worker.watched().items():
-            self._watched[fd] = (worker, what)
-            self._poll.register(fd, select.POLLIN)
+        self._watch.add(worker)
         return worker
-
-    def _unwatch(self, fd: int) -> None:
-        if self._watched.pop(fd, None) is not None:
-            self._poll.unregister(fd)
-
-    def _forget(self, worker: Worker) -> None:
-        """Stop watching a worker that is gone; free its pipes and its process's fds."""
-        for fd in [fd for fd, w in self._watched.items() if w is not None and w[0] is worker]:
-            self._unwatch(fd)
-        worker.close()
