@@ -9,6 +9,7 @@ Interface used by the rest of dagrun:
                   reference (with ``keep`` a large result may stay in this worker for its
                   one consumer, which reads it read-only: transport ``worker``)
     decode(handle, config, stage) -> Decoded           worker/parent side: map read-only
+    length_of(value) -> int | None                    the length a handle records for a value
     Store(config)                                     parent side: owns unlinking
         .release(handle)   free one value once its last consumer has finished
         .close()           free everything of the run, leftovers of crashed workers too
@@ -46,7 +47,7 @@ from ..errors import SegmentExistsError, SegmentMissingError, StoreError, StoreF
 from .arrays import active, empty, zeros
 from .arrow import as_arrow, write_ipc
 from .arrow import kind_of as arrow_kind
-from .codec import decode, encode, encode_result
+from .codec import decode, encode, encode_result, length_of
 from .config import HOLD_MIN, Decoded, Handle, StoreConfig
 from .held import TRANSPORT as HELD
 from .lifecycle import Store, clean_orphans
@@ -72,6 +73,7 @@ __all__ = [
     "encode",
     "encode_result",
     "fallback_reason",
+    "length_of",
     "write_ipc",
     "zeros",
 ]

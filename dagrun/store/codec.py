@@ -55,7 +55,8 @@ class _Large(Exception):
     """A pickle buffer too large to travel inside a handle."""
 
 
-def _length_of(value: Any) -> int | None:
+def length_of(value: Any) -> int | None:
+    """How many elements a map over ``value`` would see; None when it has no length."""
     if isinstance(value, np.ndarray):
         return len(value) if value.ndim else None
     try:
@@ -117,12 +118,12 @@ def encode(value: Any, config: StoreConfig, stage: str, *, release: bool = False
     except _Large:
         data = None
     if data is not None and len(data) < limit:
-        return Handle("pickle", len(data), data, _length_of(value))
+        return Handle("pickle", len(data), data, length_of(value))
     if data is not None and b"numpy" not in data:
         # Large, with no large buffer and no array inside: the pickle is all there is.
         blob = _encode_blob(data, config, stage)
         tokens = {"pickle", "file"} if blob.segment.where == "file" else {"pickle"}
-        return Handle(_transport(tokens), len(data), blob, _length_of(value))
+        return Handle(_transport(tokens), len(data), blob, length_of(value))
     return _encode_tree(value, config, stage)
 
 
@@ -216,7 +217,7 @@ def _encode_tree(value: Any, config: StoreConfig, stage: str) -> Handle:
     for member in members:
         tokens.update(member.transport.split("+"))
     nbytes = len(data) + sum(m.nbytes for m in members)
-    length = _length_of(value)
+    length = length_of(value)
     if len(data) >= config.inline_max:
         skeleton = _encode_blob(data, config, stage)
         if skeleton.segment.where == "file":

@@ -13,7 +13,9 @@ One engine task per stage (or batch). Upstream values are passed as
 top-level arguments, so the engine moves them worker to worker and the
 driver only ever receives ``Report`` records (sizes, length, metrics, log
 lines, an ``ErrorInfo``) and, through ``read``, the requested outputs. The
-task body never raises for what the stage does (``worker.error_info`` keeps
+task body is ``worker.perform``, the one local workers run too, given this
+module's edges (inputs from the task's arguments, the result returned to the
+engine); it never raises for what the stage does (``worker.error_info`` keeps
 the user's traceback); an engine error on ``meta`` therefore means the
 engine lost the task: a dead worker is ``crashed``. Retries, timeouts and
 Ctrl-C are dagrun's: the engines run every task once (Dask
@@ -40,12 +42,12 @@ from typing import Any
 
 import cloudpickle
 
+from ... import store
 from ...pipeline.resources import Resources
-from ...store.codec import _length_of
-from ...values import concatenate, rows
+from ...values import concatenate
 from ..base import ErrorInfo, TaskMetrics, TaskSpec
 from ..capture import captured
-from ..worker import TaskClock, _run_batch, _store_in_cache, error_info
+from ..worker import perform
 
 
 @dataclass(frozen=True)
@@ -99,67 +101,80 @@ _imported: dict[str, bool] = {}  # run id -> whether the pipeline imported here
 
 
 def run_task(call: Call, *args: Any) -> tuple[Any, Report]:
-    """Run one stage (or batch) on an engine worker; never raises for what the stage does."""
+    """Run one stage (or batch) on an engine worker; never raises for what the stage does.
+
+    The task body is ``worker.perform``, the one every executor's workers run,
+    with this engine's edges (``_EngineEdges``); what the stage prints or logs
+    comes back as the report's lines.
+    """
     if call.unbox and any(isinstance(a, tuple) and isinstance(a[1], Report)
                           and a[1].error is not None for a in args):
         # Chained behind a task that failed: it does not run (the driver drops this report).
         skipped = ErrorInfo("skipped", "Skipped", "an input's task failed")
         return None, Report(0, None, TaskMetrics(worker_pid=os.getpid()), (), skipped)
-    spec = call.spec
-    stage = spec.key.stage
-    clock = TaskClock()
     lines: list[tuple[str, str, str]] = []
-    value: Any = None
-    error = None
-    nbytes = input_bytes = 0
-    length = items = None
-    try:
-        with captured(lambda *line: lines.append(line)):
-            func = _function(call)
-            kwargs = dict(spec.params)
-            position = 0
-            for param, count, batched, concat in call.layout:
-                parts = args[position : position + count]
-                position += count
-                if call.unbox:
-                    parts = tuple(part[0] for part in parts)
-                parts = tuple(_from_cache(part) for part in parts)
-                input_bytes += sum(nbytes_of(part) for part in parts)
-                if batched:
-                    flat = [x for part in parts for x in part]
-                    kwargs[param] = read_only(concatenate(flat) if concat else flat)
-                else:
-                    kwargs[param] = read_only(parts[0])
-            for param, name in spec.resources.items():
-                kwargs[param] = _resource(call, name)
-            if spec.items is None:
-                value = func(**kwargs)
-            else:
-                value = _run_batch(func, kwargs, spec)
-                items = spec.items[1] - spec.items[0]
-            if spec.cache is not None:
-                _store_in_cache(spec.cache, value, stage)
-            nbytes = nbytes_of(value, pickled=True, stage=stage)
-            if spec.concat and spec.items is not None:
-                length = sum(map(rows, value))
-            else:
-                length = _length_of(value)
-    except BaseException as exc:  # noqa: BLE001 - the worker always reports back
-        value = None
-        error = error_info(exc, stage)
-    worker = call.where()
-    metrics = clock.metrics(
-        spec,
-        input_bytes=input_bytes,
-        output_bytes=nbytes,
-        items=items,
-        worker=worker,
-        host=socket.gethostname(),
-    )
-    report = Report(nbytes, length, metrics, tuple(lines), error)
+    edges = _EngineEdges(call, args)
+    with captured(lambda *line: lines.append(line)):
+        value, error, metrics = perform(call.spec, edges, worker=call.where(),
+                                        host=socket.gethostname())
+    report = Report(metrics.output_bytes, edges.length, metrics, tuple(lines), error)
     if call.topic is not None:
         _publish(call.topic, call.key, report)
     return value, report
+
+
+class _EngineEdges:
+    """An engine task's edges: inputs are its arguments (values the engine moved here, or
+    cache entries this worker maps), the result is returned to the engine, which keeps it."""
+
+    def __init__(self, call: Call, args: tuple[Any, ...]) -> None:
+        self.call = call
+        self.args = args
+        self.input_bytes = 0
+        self.length: int | None = None  # of the delivered result
+
+    def function(self) -> Callable[..., Any]:
+        """The stage, unpickled once per run in this process."""
+        return _function(self.call)
+
+    def inputs(self, kwargs: dict[str, Any]) -> None:
+        """The arguments laid out by parameter (batched ones joined), read-only."""
+        call, args = self.call, self.args
+        position = 0
+        for param, count, batched, concat in call.layout:
+            parts = args[position : position + count]
+            position += count
+            if call.unbox:
+                parts = tuple(part[0] for part in parts)
+            parts = tuple(_from_cache(part) for part in parts)
+            self.input_bytes += sum(nbytes_of(part) for part in parts)
+            if batched:
+                flat = [x for part in parts for x in part]
+                kwargs[param] = read_only(concatenate(flat) if concat else flat)
+            else:
+                kwargs[param] = read_only(parts[0])
+
+    def resources(self) -> Resources:
+        """This process's ``@worker_init`` values of the run, made on first use."""
+        pool = _pools.get(self.call.run_id)
+        if pool is None:
+            pool = _pools[self.call.run_id] = Resources(
+                {n: _loads(b, self.call) for n, b in self.call.resources})
+        return pool
+
+    def running(self) -> contextlib.nullcontext[None]:
+        """Nothing around the stage: the engine holds the result, not dagrun's store."""
+        return contextlib.nullcontext()
+
+    def deliver(self, box: list[Any], rows: int | None) -> tuple[Any, int, str]:
+        """The value itself, for the engine to keep; its pickled size (which must succeed)."""
+        value = box.pop()
+        nbytes = nbytes_of(value, pickled=True, stage=self.call.spec.key.stage)
+        self.length = rows if rows is not None else store.length_of(value)
+        return value, nbytes, ""
+
+    def close(self) -> None:
+        """Nothing to free: the inputs belong to the engine."""
 
 
 def _publish(topic: str, key: str, report: Report) -> None:
@@ -203,17 +218,6 @@ def _import(sources: tuple[Any, ...]) -> bool:
     except Exception:  # noqa: BLE001 - not importable here: the functions come by value
         return False
     return True
-
-
-def _resource(call: Call, name: str) -> Any:
-    pool = _pools.get(call.run_id)
-    if pool is None:
-        pool = _pools[call.run_id] = Resources({n: _loads(b, call) for n, b in call.resources})
-    try:
-        return pool.get(name)
-    except Exception as exc:
-        exc.add_note(f"while making worker resource {name!r} (its @worker_init function)")
-        raise
 
 
 def close_resources(run_id: str) -> None:
