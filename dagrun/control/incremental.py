@@ -12,18 +12,21 @@
 
 Entries are adopted by reference (``executor.from_cache``): a cached input
 costs its consumer a memory mapping, and an entry nobody reads is never
-loaded. ``--force STAGE`` recomputes that stage and everything downstream;
+loaded. A hit is returned as a ``FromCache`` decision that the loop applies
+(ledger, reporter, scheduler): this module only reads the ledger.
+``--force STAGE`` recomputes that stage and everything downstream;
 ``--no-cache`` neither reads nor writes.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 from ..events.reporter import Reporter
 from ..graph.build import Graph
 from ..settings import RunOptions
+from .decisions import FromCache
 from .ledger import Ledger
 
 
@@ -72,8 +75,12 @@ class RunCache:
         record = self.keys.get(stage)
         return record is not None and not record.volatile and stage not in self.forced
 
-    def lookup(self, stage: str) -> bool | None:
-        """True: adopted from the cache; False: another run makes it (wait); None: compute it."""
+    def lookup(self, stage: str) -> FromCache | Literal[False] | None:
+        """The entry to adopt; False: another run makes it (wait); None: compute it here.
+
+        Adopting is the loop's: it applies the ``FromCache`` decision to the
+        ledger, the reporter and the scheduler.
+        """
         if not self.enabled_for(stage) or stage in self.locks:
             return None  # not cached, or claimed already (chained behind its input)
         key = self.keys[stage].key
@@ -86,10 +93,9 @@ class RunCache:
             self.locks[stage] = lock
             return None
         lock.release()
-        self.ledger.adopt(stage, self.executor.from_cache(entry, stage))
+        output = self.executor.from_cache(entry, stage)
         self.cache.record(self.pipeline_key, stage, self.keys[stage])
-        self.report.skip(stage, "cached")
-        return True
+        return FromCache(stage, output)
 
     def claim(self, stage: str) -> bool:
         """Take ``stage``'s key for this run when no entry exists: it will be computed here."""

@@ -1,9 +1,10 @@
 """Planning: turn ready stages into task specs, and failures into retries.
 
-    ready stage ─▶ cache hit? ──yes──▶ adopt the entry, the stage is done at once
+    ready stage ─▶ cache hit? ──yes──▶ FromCache: the loop adopts the entry, the stage is done
                       │ no
                       ├─ ordinary stage ─▶ one TaskSpec (keep? placement record)
-                      └─ mapped stage ───▶ one TaskSpec per batch (policies.batch_ranges)
+                      └─ mapped stage ───▶ one TaskSpec per batch (policies.batch_ranges),
+                                              │      and Batches(count) for the loop
                                               │
     queue: by bottom level, then arrival ────◀┘      retries wait in ``delayed`` until due
         │
@@ -11,12 +12,17 @@
 
 Priorities and memory predictions come from earlier runs of the pipeline
 (``estimates``), else from the DAG's shape and ``@stage(memory=...)``. A task
-killed by the out-of-memory killer is tried once more, alone.
+whose worker the out-of-memory killer ended (``ErrorInfo.cause == OOM``, set
+where the death is described) is tried once more, alone.
 
 The planner owns the run's queue of specs not yet submitted, the delayed
 retries, the consumers chained behind running tasks and the errors kept for
-the result. Each decision is a pure policy from ``policies``; the planner
-only gathers the records those policies need.
+the result. It changes no other state: what it decides about a stage is a
+record from ``decisions`` that the runner applies (to the scheduler, the
+ledger, the reporter), and it learns the stages' states through the
+scheduler's read-only queries (``StageStates``). Each decision is a pure
+policy from ``policies``; the planner only gathers the records those
+policies need.
 """
 
 from __future__ import annotations
@@ -25,18 +31,49 @@ import heapq
 import itertools
 import random
 import time
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import Any, Protocol
 
-from ..events.reporter import Reporter
-from ..executors.base import ErrorInfo, Output, Pending, TaskOutcome, TaskSpec, output_handles
+from ..executors.base import OOM, ErrorInfo, Output, Pending, TaskOutcome, TaskSpec, output_handles
 from ..graph.build import Graph
 from ..settings import RunOptions
 from ..store import HELD
 from . import estimates, policies
+from .decisions import Batches, Decision, FailedUnrun
+from .incremental import RunCache
 from .ledger import Ledger
 from .ready import ReadyQueue
-from .scheduler import NOTHING, Scheduler, Step, TaskKey
+from .scheduler import Scheduler, TaskKey
 from .slicing import InputSlices
+
+
+class StageStates(Protocol):
+    """The scheduler's read-only queries: all the planner may know of the stages' states."""
+
+    @property
+    def stopped(self) -> bool: ...
+    def is_running(self, stage: str) -> bool: ...
+    def is_done(self, stage: str) -> bool: ...
+    def is_waiting(self, stage: str) -> bool: ...
+    def is_kept(self, stage: str) -> bool: ...
+    def consumers(self, stage: str) -> Sequence[str]: ...
+    def missing(self, stage: str) -> Collection[str]: ...
+    def waits_only_on(self, user: str, stage: str) -> bool: ...
+
+
+def start(
+    graph: Graph, options: RunOptions, ledger: Ledger, executor: Any,
+    cache: RunCache | None = None, *, rng: random.Random | None = None,
+) -> tuple[Scheduler, Planner]:
+    """The run's scheduler and its planner, both ranking stages by the same bottom levels."""
+    upstream = {n: graph.upstream(n) for n in graph.selected}
+    history = estimates.load(options.state_dir, graph.pipeline.name)
+    levels = policies.bottom_levels(upstream, history.wall_s)
+    scheduler = Scheduler(upstream, graph.selected, set(graph.targets),
+                          keep_going=options.keep_going, priority=levels)
+    planner = Planner(graph, options, ledger, executor, scheduler, history=history,
+                      levels=levels, cache=cache, rng=rng)
+    return scheduler, planner
 
 
 class Planner:
@@ -46,18 +83,19 @@ class Planner:
         self,
         graph: Graph,
         options: RunOptions,
-        run_id: str,
         ledger: Ledger,
-        report: Reporter,
         executor: Any,
+        states: StageStates,
         *,
+        history: estimates.Estimates,
+        levels: dict[str, float],
+        cache: RunCache | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.graph, self.options, self.ledger, self.report = graph, options, ledger, report
+        self.graph, self.options, self.ledger, self.states = graph, options, ledger, states
         self.tuning = options.tuning
-        upstream = {n: graph.upstream(n) for n in graph.selected}
-        self.estimates = estimates.load(options.state_dir, graph.pipeline.name)
-        self.levels = policies.bottom_levels(upstream, self.estimates.wall_s)
+        self.estimates = history
+        self.levels = levels
         self.budget = options.memory or estimates.default_budget(self.tuning.memory_margin)
         self.reserved: dict[TaskKey, int] = {}
         # Stage -> bytes one of its tasks is predicted to grow by (declared, or from history),
@@ -68,8 +106,6 @@ class Planner:
             if declared:
                 self._needs[name] = declared
         self.alone: set[TaskKey] = set()  # retried alone after the out-of-memory killer struck
-        self.scheduler = Scheduler(upstream, graph.selected, set(graph.targets),
-                                   keep_going=options.keep_going, priority=self.levels)
         self.keeps_values = executor.name == "local" and not options.max_tasks_per_worker
         self.executor = executor
         self.queue = ReadyQueue()
@@ -81,25 +117,24 @@ class Planner:
         self.sequence = itertools.count()
         self.cache_look_at = 0.0  # when stages waiting on another run's entry are looked at
         self.rng = rng or random.Random()
-        from .incremental import RunCache
-
-        self.cache = RunCache.open(graph, options, run_id, ledger, report, executor)
+        self.cache = cache
 
     # -- planning --------------------------------------------------------
-    def plan(self, name: str) -> Step:
-        """Plan a stage that became ready; the step is not empty when it ended at once."""
+    def plan(self, name: str) -> Decision | None:
+        """Plan a stage that became ready: None when it is queued (most are), else what
+        the loop must apply (settled from the cache, batches, failed before running)."""
         if self.chained.pop(name, None) is not None:
-            return NOTHING  # already queued in the worker that made its input
+            return None  # already queued in the worker that made its input
         if self.cache is not None:
             hit = self.cache.lookup(name)
             if hit is not None:
-                return self.scheduler.finish(TaskKey(name)) if hit else NOTHING
+                return hit or None  # adopted, or False: another run makes it, look again later
         node = self.graph.nodes[name]
         if node.map_input is None:
             spec = self.task(TaskKey(name))
             held = bool(spec.inputs) and any(map(_held, spec.inputs.values()))
             self.push(spec, first=held)  # first, while the worker holding its input is idle
-            return NOTHING
+            return None
         length = self.ledger[node.inputs[node.map_input]].length
         if length is None:
             info = ErrorInfo(
@@ -107,21 +142,13 @@ class Planner:
                 f"stage {name!r} maps over {node.map_input!r}, whose value has no length; "
                 f"return a list, tuple, array or table from that stage",
             )
-            self.report.failed(TaskKey(name), 1, info, final=True)
-            self.record_error(name, info)
-            return self.scheduler.fail(TaskKey(name))
+            return FailedUnrun(name, info)
         ranges = policies.batch_ranges(length, self.batch_size(name))
-        self.ledger.expect_batches(name, len(ranges))
-        if not ranges:
-            step = self.scheduler.finish(TaskKey(name))
-            self.ledger.complete(name, node.stage.options.concat)
-            return step
-        self.scheduler.set_batches(name, len(ranges))
-        self.report.batches[name] = len(ranges)
         for index, items in enumerate(ranges):
             self.push(self.task(TaskKey(name, index), items=items))
-        self.slices.forget()
-        return NOTHING
+        if ranges:
+            self.slices.forget()
+        return Batches(name, len(ranges), node.stage.options.concat)
 
     def task(
         self, key: TaskKey, attempt: int = 1, *, items: tuple[int, int] | None = None,
@@ -205,13 +232,11 @@ class Planner:
         )
 
     def _consumers(self, name: str) -> list[policies.Consumer]:
-        scheduler = self.scheduler
+        states = self.states
         out = []
-        for user in scheduler.consumers_of.get(name, ()):
+        for user in states.consumers(name):
             mapped, retries, inputs = self._shape(user)
-            waiting = scheduler.waiting.get(user, ()) or [u for u in inputs
-                                                          if u not in scheduler.done]
-            out.append(policies.Consumer(user, mapped, retries, inputs, waiting))
+            out.append(policies.Consumer(user, mapped, retries, inputs, states.missing(user)))
         return out
 
     def _shape(self, stage: str) -> tuple[bool, int, list[str]]:
@@ -224,10 +249,10 @@ class Planner:
         return shape
 
     def _may_keep(self, name: str) -> bool:
-        if not self.keeps_values or len(self.scheduler.consumers_of.get(name, ())) != 1:
+        if not self.keeps_values or len(self.states.consumers(name)) != 1:
             return False  # the policy's answer without building its records
         return policies.may_keep(name, self._consumers(name),
-                                 requested=name in self.scheduler.keep,
+                                 requested=self.states.is_kept(name),
                                  executor_keeps=self.keeps_values)
 
     # -- chaining ----------------------------------------------------------
@@ -237,20 +262,20 @@ class Planner:
         An engine that takes a task before its input exists (``chains``) gets
         the whole run of such consumers at once, link after link.
         """
-        if spec.key.batch is not None or not self.scheduler.consumers_of.get(spec.key.stage):
+        states = self.states
+        if spec.key.batch is not None or not states.consumers(spec.key.stage):
             return  # nothing could follow it (checked first: most tasks end here)
         ahead = getattr(self.executor, "chains", False)
         could_chain = getattr(self.executor, "could_chain", None)
-        waiting = self.scheduler.waiting
-        while spec.key.batch is None and not self.scheduler.stopped:
+        while spec.key.batch is None and not states.stopped:
             name = spec.key.stage
-            if not any(waiting.get(u) == {name} for u in self.scheduler.consumers_of.get(name, ())):
+            if not any(states.waits_only_on(u, name) for u in states.consumers(name)):
                 return  # no consumer waits on this stage alone: the policy could not pick one
             if could_chain is not None and not could_chain(spec.key):
                 return  # nowhere to queue it now: no task is built for nothing
             user = policies.chain_consumer(name, [
                 c for c in self._consumers(name)
-                if c.name in self.scheduler.waiting and c.name not in self.chained
+                if states.is_waiting(c.name) and c.name not in self.chained
             ])
             if user is None or self._shared_input_bytes(name) >= self.tuning.chain_inputs_max:
                 return
@@ -288,17 +313,13 @@ class Planner:
     def retry_delay(self, outcome: TaskOutcome, info: ErrorInfo) -> float | None:
         """Seconds until ``outcome``'s task is tried again, or None when it fails for good."""
         options = self.graph.nodes[outcome.key.stage].stage.options
-        if (
-            info.kind == "crashed" and "out-of-memory" in info.message
-            and outcome.key not in self.alone and outcome.key.stage in self.scheduler.running
-            and not self.scheduler.stopped
-        ):
+        running = self.states.is_running(outcome.key.stage) and not self.states.stopped
+        if info.cause == OOM and outcome.key not in self.alone and running:
             self.alone.add(outcome.key)  # once, alone, even when no retries are left
             return 0.0
         if (
             outcome.attempt > options.retries
-            or outcome.key.stage not in self.scheduler.running
-            or self.scheduler.stopped
+            or not running
             or not policies.retryable(info.kind, info.type_names, options.retry_on)
         ):
             return None
@@ -333,28 +354,29 @@ class Planner:
     def waiting_on_cache(self) -> bool:
         return self.cache is not None and bool(self.cache.waiting)
 
-    def retry_cache_waits(self) -> list[Step]:
+    def retry_cache_waits(self) -> list[Decision]:
         """Stages whose cache entry another run was making, looked at again when due.
 
-        Returns the steps of those that are settled now (adopted or taken over).
+        Returns what the loop must apply for those settled now (adopted, or taken
+        over and found to fail or split into batches); taken-over stages are queued.
         """
         now = time.monotonic()
         if self.cache is None or not self.cache.waiting or now < self.cache_look_at:
             return []
         self.cache_look_at = now + self.tuning.cache_wait_s
-        if self.scheduler.stopped:
+        if self.states.stopped:
             return []
-        steps = []
+        decisions = []
         for name in self.cache.take_waiting():
-            step = self.plan(name)
-            if name not in self.cache.waiting:
-                steps.append(step)
-        return steps
+            decision = self.plan(name)
+            if decision is not None:
+                decisions.append(decision)
+        return decisions
 
     # -- outcomes ------------------------------------------------------------
     def stored(self, key: TaskKey, outcome: TaskOutcome) -> None:
         """A task's result is in the ledger: the cache learns of a finished stage."""
-        if self.cache is not None and key.stage in self.scheduler.done:
+        if self.cache is not None and self.states.is_done(key.stage):
             self.cache.stored(key.stage)
 
     def record_error(self, stage: str, info: ErrorInfo) -> None:
@@ -372,7 +394,7 @@ class Planner:
             stages += self.cache.take_waiting()
             for stage in stages:
                 self.cache.abandon(stage)
-        return [s for s in stages if s in self.scheduler.running]
+        return [s for s in stages if self.states.is_running(s)]
 
 
 def _held(output: Any) -> bool:

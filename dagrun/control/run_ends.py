@@ -1,8 +1,14 @@
 """The two ends of a run: what it says when it starts, and what it hands back when it stops.
 
-    start: bind the logical date ─▶ run_started (DAG edges, parameters with secrets masked)
-    end:   read the targets back ─▶ free everything else ─▶ run_summary ─▶ run_finished
-           ─▶ RunResult (its closer frees the targets' memory), or re-raise the interrupt
+    start: bind the logical date ─▶ RunEnds.start: run_started (DAG edges, parameters with
+           secrets masked)
+    end:   RunEnds.finish: read the targets back ─▶ free everything else ─▶ run_summary
+           ─▶ run_finished ─▶ RunResult (its closer frees the targets' memory), or re-raise
+           the interrupt
+
+``RunEnds`` is the run's end with an explicit interface: the loop hands it
+the ledger, executor, cache, errors and tally it closes with, and it returns
+the result; it reads and writes no field of the loop's.
 """
 
 from __future__ import annotations
@@ -10,18 +16,22 @@ from __future__ import annotations
 import inspect
 import os
 import pickle
+import time
+from collections.abc import Mapping
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from ..errors import Interrupted, StageFailed, StageTimeout, WorkerCrashed
-from ..executors.base import ErrorInfo, output_handles
+from ..events.log import EventLog
+from ..events.reporter import Reporter
+from ..executors.base import ErrorInfo, TaskKey, output_handles
 from ..graph.build import Graph
+from ..settings import RunOptions
+from .incremental import RunCache
+from .ledger import Ledger
 from .result import RunResult
-from .scheduler import TaskKey
 from .signals import deferred
-
-if TYPE_CHECKING:
-    from .runner import _Run
 
 RUN_DATE = "run_date"
 
@@ -66,46 +76,116 @@ def _as(annotation: Any, moment: date | datetime) -> Any:
     return moment.date() if isinstance(moment, datetime) else moment
 
 
-def emit_start(run: _Run) -> None:
-    graph = run.graph
-    selected = set(graph.selected)
-    try:
-        from ..pipeline.params import mask_params
+class RunEnds:
+    """A run's two ends; it keeps what the end needs from the start (its DAG, its time).
 
-        params = mask_params(graph)
-    except ImportError:
-        params = {}
-    run.edges = [(u, v) for u, v in graph.edges() if u in selected]
-    run.events.emit(
-        "run_started",
-        pipeline=graph.pipeline.name,
-        stages=len(graph.selected),
-        workers=run.options.workers,
-        executor=run.options.executor,
-        start_method=run.options.start_method if run.options.executor == "local" else None,
-        targets=list(graph.targets),
-        edges=[list(edge) for edge in run.edges],
-        params=params,
-        run_date=run.run_date.isoformat() if run.run_date is not None else None,
-        driver_pid=os.getpid(),
-    )
-    run.started_time = run.events.last_time
-    for name in graph.order:
-        if name not in selected:
-            run.report.skip(name, "not_selected")
+    Everything else it is given: the loop's ledger, executor, cache, errors and
+    tally are arguments of ``finish``, and it writes no other object's fields.
+    """
 
+    def __init__(
+        self, graph: Graph, options: RunOptions, run_id: str, run_dir: Path, events: EventLog,
+        report: Reporter,
+    ) -> None:
+        self.graph, self.options, self.run_id, self.run_dir = graph, options, run_id, run_dir
+        self.events, self.report = events, report
+        self.edges: list[tuple[str, str]] = []  # the selected DAG's, as ``run_started`` says
+        self.started_time = time.time()  # when ``run_started`` was stamped
 
-def finish_result(run: _Run, status: str, stop: BaseException | None, wall: float) -> RunResult:
-    """Read the targets back, free the rest, write the closing events and build the result."""
-    plan, ledger, report = run.plan, run.ledger, run.report
-    values: dict[str, Any] = {}
-    opened: list[Any] = []
-    if stop is None:
-        prefetch = getattr(run.exe, "prefetch", None)
+    def start(self, run_date: date | datetime | None) -> None:
+        """``run_started``, then a ``not_selected`` skip for each stage left out."""
+        graph, options = self.graph, self.options
+        selected = set(graph.selected)
+        try:
+            from ..pipeline.params import mask_params
+
+            params = mask_params(graph)
+        except ImportError:
+            params = {}
+        self.edges = [(u, v) for u, v in graph.edges() if u in selected]
+        self.events.emit(
+            "run_started",
+            pipeline=graph.pipeline.name,
+            stages=len(graph.selected),
+            workers=options.workers,
+            executor=options.executor,
+            start_method=options.start_method if options.executor == "local" else None,
+            targets=list(graph.targets),
+            edges=[list(edge) for edge in self.edges],
+            params=params,
+            run_date=run_date.isoformat() if run_date is not None else None,
+            driver_pid=os.getpid(),
+        )
+        self.started_time = self.events.last_time
+        for name in graph.order:
+            if name not in selected:
+                self.report.skip(name, "not_selected")
+
+    def finish(
+        self, status: str, stop: BaseException | None, wall: float, *, ledger: Ledger,
+        executor: Any, cache: RunCache | None, errors: Mapping[str, ErrorInfo],
+        tally: tuple[int, int],
+    ) -> RunResult:
+        """Read the targets back, free the rest, write the closing events and build the result.
+
+        ``errors`` are the stages' failures so far; ``tally`` the stages done and failed.
+        """
+        report, events = self.report, self.events
+        values: dict[str, Any] = {}
+        opened: list[Any] = []
+        if stop is None:
+            values, opened, unread = self._read_targets(ledger, executor)
+            errors = {**errors, **unread}
+            if errors:
+                status = "failed"  # a stage failed, or a target's result could not be read back
+        with deferred():  # a late signal must not cut the freeing of shared memory in two
+            ledger.release_all(keep=values)
+        from . import estimates
+
+        estimates.record(self.run_dir, self.graph.pipeline.name, report.metrics)
+        if cache is not None:
+            cache.close()
+        self._summary()
+        succeeded, failed = tally
+        events.emit(
+            "run_finished",
+            level="info" if status == "succeeded" else "error",
+            status=status,
+            wall_s=round(wall, 6),
+            succeeded=succeeded,
+            failed=failed,
+            skipped=len(report.skipped),
+        )
+        events.close()
+        if isinstance(stop, Interrupted):
+            executor.close()
+            raise stop
+        return RunResult(
+            run_id=self.run_id,
+            status=status,
+            run_dir=self.run_dir,
+            wall_s=wall,
+            targets=list(self.graph.targets),
+            values=values,
+            errors={s: stage_error(s, info) for s, info in errors.items()},
+            metrics=report.metrics,
+            skipped=dict(report.skipped),
+            closer=_closer(opened, executor),
+        )
+
+    def _read_targets(
+        self, ledger: Ledger, executor: Any
+    ) -> tuple[dict[str, Any], list[Any], dict[str, ErrorInfo]]:
+        """The targets' values, what to close after use, and the targets that could not be read."""
+        values: dict[str, Any] = {}
+        opened: list[Any] = []
+        unread: dict[str, ErrorInfo] = {}
+        targets = self.graph.targets
+        prefetch = getattr(executor, "prefetch", None)
         if prefetch is not None:  # one round trip for every requested output
-            prefetch([r for name in run.graph.targets if name in ledger
+            prefetch([r for name in targets if name in ledger
                       for r in output_handles(ledger[name])])
-        for name in run.graph.targets:
+        for name in targets:
             if name not in ledger:
                 continue
             try:
@@ -115,55 +195,19 @@ def finish_result(run: _Run, status: str, stop: BaseException | None, wall: floa
 
                 exc.add_note(f"while reading back the result of stage {name!r}")
                 info = error_info(exc, name)
-                report.failed(TaskKey(name), 1, info, final=True)
-                plan.errors[name] = info
+                self.report.failed(TaskKey(name), 1, info, final=True)
+                unread[name] = info
                 continue
             opened += parts
-        if plan.errors:
-            status = "failed"  # a stage failed, or a target's result could not be read back
-    with deferred():  # a late signal must not cut the freeing of shared memory in two
-        ledger.release_all(keep=values)
-    from . import estimates
+        return values, opened, unread
 
-    estimates.record(run.run_dir, run.graph.pipeline.name, report.metrics)
-    if plan.cache is not None:
-        plan.cache.close()
-    scheduler = plan.scheduler
-    _summary(run)
-    run.events.emit(
-        "run_finished",
-        level="info" if status == "succeeded" else "error",
-        status=status,
-        wall_s=round(wall, 6),
-        succeeded=len(scheduler.done),
-        failed=len(scheduler.failed),
-        skipped=len(report.skipped),
-    )
-    run.events.close()
-    if isinstance(stop, Interrupted):
-        run.exe.close()
-        raise stop
-    return RunResult(
-        run_id=run.run_id,
-        status=status,
-        run_dir=run.run_dir,
-        wall_s=wall,
-        targets=list(run.graph.targets),
-        values=values,
-        errors={s: stage_error(s, info) for s, info in plan.errors.items()},
-        metrics=report.metrics,
-        skipped=dict(report.skipped),
-        closer=_closer(opened, run.exe),
-    )
+    def _summary(self) -> None:
+        """``run_summary`` from the rows the reporter kept, from ``run_started`` to now."""
+        from ..events.summary import summary_of
 
-
-def _summary(run: _Run) -> None:
-    """``run_summary`` from the rows the reporter kept, from ``run_started`` to now."""
-    from ..events.summary import summary_of
-
-    wall = max(0.0, run.events.last_time - run.started_time)
-    run.events.emit("run_summary", **summary_of(run.report.rows.result(), run.edges,
-                                                run.options.workers, wall))
+        wall = max(0.0, self.events.last_time - self.started_time)
+        self.events.emit("run_summary", **summary_of(self.report.rows.result(), self.edges,
+                                                     self.options.workers, wall))
 
 
 def stage_error(stage: str, info: ErrorInfo) -> StageFailed:

@@ -9,8 +9,12 @@ nearest retry or deadline and the signal wake-up pipe together. Every
 outcome is a scheduler transition; the transition says which stages became
 ready (they are planned at once: no levels) and which results have no
 consumer left (the ledger frees them at once, so memory follows the live
-set). Decisions are pure policies (``policies``), state changes are the
-scheduler's, events are the reporter's, values are the ledger's; the
+set). The loop is the one writer of the run's state: it fires every
+scheduler transition, and applies what the planner decided about a stage
+that ends without running (``decisions``: from the cache, an empty map,
+failed before running) or splits into batches. Decisions are pure policies
+(``policies``), state changes are the scheduler's, events are the
+reporter's, values are the ledger's; the
 executor is given, built by name (``executors.create``), so a new one plugs
 in without touching this loop.
 """
@@ -35,12 +39,14 @@ from ..graph.build import Graph, build_graph
 from ..pipeline.loader import load
 from ..pipeline.pipeline import Pipeline
 from ..settings import RunOptions, put_in_force, usable_cpus
+from . import planning
+from .decisions import Batches, Decision, FromCache
+from .incremental import RunCache
 from .ledger import Ledger
 from .lock import PipelineLock
-from .planning import Planner
 from .result import RunResult
-from .run_ends import bind_run_date, emit_start, finish_result
-from .scheduler import NOTHING, Step, TaskKey
+from .run_ends import RunEnds, bind_run_date
+from .scheduler import Step, TaskKey
 from .signals import SignalGuard
 
 __all__ = ["run", "new_run_id", "usable_cpus"]
@@ -119,8 +125,7 @@ class _Run:
         self.events = EventLog(run_id, self.run_dir / "events.jsonl", log_format=options.log_format,
                                console=console, **({"quiet": True} if options.quiet else {}))
         self.report = Reporter(self.events)
-        self.edges: list[tuple[str, str]] = []  # the selected DAG's, as ``run_started`` says
-        self.started_time = time.time()  # when ``run_started`` was stamped
+        self.ends = RunEnds(graph, options, run_id, self.run_dir, self.events, self.report)
         self.exe: Any = None
         self.guard: SignalGuard | None = None
         self.deadline = None if options.max_runtime is None else time.monotonic() + (
@@ -133,14 +138,16 @@ class _Run:
         try:
             self.exe = executors.create(self.options.executor, self._context())
             self.ledger = Ledger(self.exe)
-            self.plan = Planner(self.graph, self.options, self.run_id, self.ledger, self.report,
-                                self.exe)
+            cache = RunCache.open(self.graph, self.options, self.run_id, self.ledger, self.report,
+                                  self.exe)
+            self.scheduler, self.plan = planning.start(self.graph, self.options, self.ledger,
+                                                       self.exe, cache)
             self.guard = SignalGuard(self._emergency_stop, raise_at_once=self.exe.name == "inline")
             if self.collector is not None:
                 self.collector.freeze()
             with self.guard:
                 try:
-                    emit_start(self)
+                    self.ends.start(self.run_date)
                     self._loop()
                     status = "failed" if self.plan.errors else "succeeded"
                 except (Interrupted, RunTimedOut) as exc:
@@ -155,11 +162,13 @@ class _Run:
                 self.exe.close()
             self.events.close()
             raise
-        return finish_result(self, status, stop, time.perf_counter() - started)
+        return self.ends.finish(
+            status, stop, time.perf_counter() - started, ledger=self.ledger, executor=self.exe,
+            cache=self.plan.cache, errors=self.plan.errors, tally=self.scheduler.tally())
 
     def _loop(self) -> None:
         assert self.guard is not None
-        plan, scheduler = self.plan, self.plan.scheduler
+        plan, scheduler = self.plan, self.scheduler
         every = self.options.tuning.events_flush_s
         flushed = 0.0
         while True:
@@ -193,16 +202,36 @@ class _Run:
     def _plan_ready(self) -> None:
         # Planning can finish a stage at once (an empty map, a cache hit), making more ready.
         while True:
-            ready = self.plan.scheduler.take_ready()
+            ready = self.scheduler.take_ready()
             for name in ready:
-                step = self.plan.plan(name)
-                if step is not NOTHING:  # most stages are queued: nothing to apply
-                    self._apply(step)
+                decision = self.plan.plan(name)
+                if decision is not None:  # most stages are queued: nothing to apply
+                    self._settle(decision)
             settled = self.plan.retry_cache_waits()
-            for step in settled:
-                self._apply(step)
+            for decision in settled:
+                self._settle(decision)
             if not ready and not settled:
                 return
+
+    def _settle(self, decision: Decision) -> None:
+        """Apply what planning decided about a stage: the scheduler makes each transition."""
+        stage = decision.stage
+        if isinstance(decision, Batches):
+            self.ledger.expect_batches(stage, decision.count)
+            if decision.count:  # its batches are queued: the stage is done when all are
+                self.scheduler.set_batches(stage, decision.count)
+                self.report.batches[stage] = decision.count
+                return
+            step = self.scheduler.finish(TaskKey(stage))  # nothing to map over: done, empty
+            self.ledger.complete(stage, decision.concat)
+            self._apply(step)
+        elif isinstance(decision, FromCache):
+            self.ledger.adopt(stage, decision.output)
+            self.report.skip(stage, "cached")
+            self._apply(self.scheduler.finish(TaskKey(stage)))
+        else:  # FailedUnrun
+            self.report.failed(TaskKey(stage), 1, decision.info, final=True)
+            self._failed(TaskKey(stage), decision.info)
 
     def _dispatch(self) -> None:
         plan = self.plan
@@ -220,7 +249,7 @@ class _Run:
     def _on_started(self, spec: TaskSpec, worker: int | str, host: str | None) -> None:
         if spec.after is not None:  # chained: its stage became ready just now
             self._plan_ready()
-        if spec.key.stage not in self.plan.scheduler.running:
+        if not self.scheduler.is_running(spec.key.stage):
             return  # stopped meanwhile; its outcome, if any, is dropped
         if spec.after is not None:
             self.plan.reserve(spec)
@@ -237,7 +266,7 @@ class _Run:
             self._on_error(outcome, outcome.error)
             return
         assert outcome.handle is not None
-        if key.stage not in plan.scheduler.running:
+        if not self.scheduler.is_running(key.stage):
             self.exe.release(outcome.handle)  # the stage failed or was dropped meanwhile
             return
         self.report.finished(outcome)
@@ -245,7 +274,7 @@ class _Run:
         if notice is not None:  # said once per run
             self.report.notice("store_fallback", key.stage, message=notice)
         self.ledger.record(key.stage, key.batch, outcome.handle)
-        self._apply(plan.scheduler.finish(key), key)
+        self._apply(self.scheduler.finish(key), key)
         plan.stored(key, outcome)
 
     def _on_error(self, outcome: TaskOutcome, info: ErrorInfo) -> None:
@@ -262,8 +291,8 @@ class _Run:
     def _failed(self, key: TaskKey, info: ErrorInfo) -> None:
         plan = self.plan
         plan.record_error(key.stage, info)
-        self._apply(plan.scheduler.fail(key), key)
-        if plan.scheduler.stopped:
+        self._apply(self.scheduler.fail(key), key)
+        if self.scheduler.stopped:
             self._drop_pending()
 
     def _apply(self, step: Step, key: TaskKey | None = None) -> None:
@@ -273,17 +302,17 @@ class _Run:
             self.ledger.release(name)
         for name, reason in step.skipped.items():
             self.report.skip(name, reason)
-        if self.plan.scheduler.stopped:
+        if self.scheduler.stopped:
             self._drop_pending()
 
     def _drop_pending(self) -> None:
         """Fail-fast or interrupt: tasks not yet started never start; their inputs go now."""
         for stage in self.plan.take_pending():
             self.ledger.release(stage)  # the batches it made so far
-            self._apply(self.plan.scheduler.drop(stage))
+            self._apply(self.scheduler.drop(stage))
 
     def _stop(self) -> None:
-        for name, reason in self.plan.scheduler.stop().items():
+        for name, reason in self.scheduler.stop().items():
             self.report.skip(name, reason)
         self._drop_pending()
         if self.exe is not None:

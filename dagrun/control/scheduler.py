@@ -9,13 +9,18 @@ State (stage names are strings; a task is ``TaskKey(stage, batch)``):
     done       stages whose result exists
     failed     stages that failed for good
     skipped    {stage: reason}  upstream_failed | stopped
-    consumers  {stage: consumers not yet finished}  -> release when it reaches 0
+    unfinished {stage: consumers not yet finished}  -> release when it reaches 0
 
 Transitions return what the runner must act on (``Step``): stages that became
 ready, results that can be released, stages skipped. A stage is ready the
 moment its last input is done; there are no levels or waves. With
 ``keep_going`` a failure skips only what is downstream of it; without, the
 scheduler stops handing out work and the running tasks drain.
+
+The scheduler is the only writer of this state, and the runner the only
+caller of its transitions. Everyone else (the planner) asks the small queries
+below (``is_running``, ``consumers``, ``missing``, ``waits_only_on``...) and
+reads nothing else; the tests read the whole state to assert it.
 """
 
 from __future__ import annotations
@@ -70,7 +75,7 @@ class Scheduler:
         self.done: set[str] = set()
         self.failed: set[str] = set()
         self.skipped: dict[str, str] = {}
-        self.consumers = {name: len(c) for name, c in self.consumers_of.items()}  # left to finish
+        self.unfinished = {name: len(c) for name, c in self.consumers_of.items()}  # left to finish
         self.stopped = False
 
     # -- queries ---------------------------------------------------------
@@ -78,6 +83,38 @@ class Scheduler:
     def finished(self) -> bool:
         """Nothing is running and nothing more will be handed out."""
         return not self.running and (self.stopped or not self.ready)
+
+    def is_running(self, stage: str) -> bool:
+        """``stage`` was handed out and has neither finished, failed nor been dropped."""
+        return stage in self.running
+
+    def is_done(self, stage: str) -> bool:
+        """``stage``'s result exists."""
+        return stage in self.done
+
+    def is_waiting(self, stage: str) -> bool:
+        """``stage`` still waits on some of its inputs."""
+        return stage in self.waiting
+
+    def is_kept(self, stage: str) -> bool:
+        """``stage``'s result is requested: it is never released during the run."""
+        return stage in self.keep
+
+    def consumers(self, stage: str) -> Sequence[str]:
+        """The stages that read ``stage``'s result, in pipeline order (empty for most)."""
+        return self.consumers_of.get(stage, ())
+
+    def missing(self, stage: str) -> Collection[str]:
+        """The inputs of ``stage`` that are not done yet."""
+        return self.waiting.get(stage) or [u for u in self.inputs[stage] if u not in self.done]
+
+    def waits_only_on(self, user: str, stage: str) -> bool:
+        """``user`` waits on ``stage`` and on nothing else."""
+        return self.waiting.get(user) == {stage}
+
+    def tally(self) -> tuple[int, int]:
+        """How many stages are done, and how many failed."""
+        return len(self.done), len(self.failed)
 
     def take_ready(self) -> list[str]:
         """Hand out every ready stage (in pipeline order) and mark it running."""
@@ -109,10 +146,10 @@ class Scheduler:
         self.done.add(stage)
         step.stage_done = True
         for upstream in self.inputs[stage]:
-            self.consumers[upstream] -= 1
-            if self.consumers[upstream] == 0 and upstream not in self.keep:
+            self.unfinished[upstream] -= 1
+            if self.unfinished[upstream] == 0 and upstream not in self.keep:
                 step.released.append(upstream)
-        if not self.consumers.get(stage) and stage not in self.keep:
+        if not self.unfinished.get(stage) and stage not in self.keep:
             step.released.append(stage)
         for consumer in self.consumers_of.get(stage, ()):
             deps = self.waiting.get(consumer)
@@ -134,8 +171,8 @@ class Scheduler:
         del self.running[stage]
         self.failed.add(stage)
         for upstream in self.inputs[stage]:
-            self.consumers[upstream] -= 1
-            if self.consumers[upstream] == 0 and upstream not in self.keep:
+            self.unfinished[upstream] -= 1
+            if self.unfinished[upstream] == 0 and upstream not in self.keep:
                 step.released.append(upstream)
         pending = list(self.consumers_of.get(stage, ()))
         while pending:
@@ -149,8 +186,8 @@ class Scheduler:
             for upstream in self.inputs[name]:
                 if upstream in self.failed or upstream in self.skipped:
                     continue
-                self.consumers[upstream] -= 1
-                done_with = self.consumers[upstream] == 0 and upstream in self.done
+                self.unfinished[upstream] -= 1
+                done_with = self.unfinished[upstream] == 0 and upstream in self.done
                 if done_with and upstream not in self.keep:
                     step.released.append(upstream)
             pending.extend(self.consumers_of.get(name, ()))
@@ -166,8 +203,8 @@ class Scheduler:
         del self.running[stage]
         self.skipped[stage] = step.skipped[stage] = "stopped"
         for upstream in self.inputs[stage]:
-            self.consumers[upstream] -= 1
-            if self.consumers[upstream] == 0 and upstream not in self.keep:
+            self.unfinished[upstream] -= 1
+            if self.unfinished[upstream] == 0 and upstream not in self.keep:
                 step.released.append(upstream)
         return step
 

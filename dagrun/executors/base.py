@@ -120,6 +120,9 @@ class TaskSpec(ByPosition):
         return dataclasses.replace(self, inputs=inputs, after=None, submitted_at=time.time())
 
 
+OOM = "oom"  # ``ErrorInfo.cause``: the out-of-memory killer likely ended the worker
+
+
 @dataclass(frozen=True)
 class ErrorInfo:
     """Why a task failed, in a form that always pickles."""
@@ -130,6 +133,9 @@ class ErrorInfo:
     traceback: str = ""
     type_names: tuple[str, ...] = ()  # the exception's class and its bases, module-qualified
     exception: bytes | None = None  # the pickled exception, when it pickles
+    # What the evidence says ended it, decided where the death is described (``OOM``):
+    # the runner acts on this, never on the message's words.
+    cause: str | None = None
 
 
 class TaskMetrics(NamedTuple):

@@ -2,7 +2,10 @@
 
 ``describe_exit`` is a pure function of the evidence (exit code or signal,
 peak memory, the cgroup's OOM kills, the memory limit, the worker's last
-lines of output), so every wording is tested without killing anything.
+lines of output), so every wording is tested without killing anything;
+``oom_likely`` is the one place that evidence is judged to be the
+out-of-memory killer's, and ``exit_info`` carries that verdict as
+``ErrorInfo.cause`` (the runner retries on it, never on the words).
 Reaping goes through ``multiprocessing``'s public ``Process`` API only: the
 peak memory of a dead worker is the driver's last sample of it (a lower
 bound), never a ``wait4`` behind multiprocessing's back.
@@ -16,7 +19,7 @@ from collections.abc import Sequence
 
 from ...settings import TUNING
 from ...units import format_bytes
-from ..base import ErrorInfo
+from ..base import OOM, ErrorInfo
 
 # A worker asked to stop gets this long to exit before it is killed: enough to
 # run its resources' teardown, short enough that Ctrl-C still feels immediate.
@@ -58,20 +61,55 @@ def describe_exit(
     if peak_rss:
         text += f"; peak memory {'' if peak_exact else 'at least '}{format_bytes(peak_rss)}"
     if exitcode == -signal.SIGKILL:
-        high = bool(peak_rss and memory_limit and peak_rss >= memory_limit // 2)
-        if oom_kills:
+        if not oom_likely(exitcode, peak_rss=peak_rss, oom_kills=oom_kills,
+                          memory_limit=memory_limit):
+            text += "; the signal did not come from dagrun"
+        elif oom_kills:
             text += (
                 "; likely killed by the out-of-memory killer (the memory cgroup counted "
                 f"{oom_kills} new OOM kill{'s' if oom_kills > 1 else ''})"
             )
-        elif high:
+        else:
             text += (
                 "; likely killed by the out-of-memory killer (it used at least half of the "
                 f"{format_bytes(memory_limit or 0)} memory limit)"
             )
-        else:
-            text += "; the signal did not come from dagrun"
     return text + with_output(output)
+
+
+def oom_likely(
+    exitcode: int | None, *, peak_rss: int | None, oom_kills: int, memory_limit: int | None
+) -> bool:
+    """Whether a worker's end was likely the out-of-memory killer's.
+
+    Only a SIGKILL (dagrun's own kills are timeouts, reported as such), and only
+    when the memory cgroup counted new OOM kills or the worker's peak memory
+    was at least half the memory limit.
+    """
+    if exitcode != -signal.SIGKILL:
+        return False
+    return bool(oom_kills) or bool(peak_rss and memory_limit and peak_rss >= memory_limit // 2)
+
+
+def exit_info(
+    pid: int,
+    exitcode: int | None,
+    *,
+    peak_rss: int | None = None,
+    peak_exact: bool = True,
+    oom_kills: int = 0,
+    memory_limit: int | None = None,
+    started: bool = True,
+    output: Sequence[str] = (),
+) -> ErrorInfo:
+    """The error of a task whose worker died: ``describe_exit``'s words, ``OOM`` as its cause
+    when ``oom_likely``."""
+    message = describe_exit(pid, exitcode, peak_rss=peak_rss, peak_exact=peak_exact,
+                            oom_kills=oom_kills, memory_limit=memory_limit, started=started,
+                            output=output)
+    likely = oom_likely(exitcode, peak_rss=peak_rss, oom_kills=oom_kills,
+                        memory_limit=memory_limit)
+    return ErrorInfo("crashed", "WorkerCrashed", message, cause=OOM if likely else None)
 
 
 def describe_startup_hang(pid: int, grace_s: float, output: Sequence[str] = ()) -> str:
