@@ -1,4 +1,5 @@
-"""The engine-side task body (``remote.run_task``) in this process, and ``drive``: the
+"""The engine-side task body (``remote.run_task``: ``worker.perform`` given an engine's
+edges) in this process, beside the local one, and ``drive``: the
 runner's use of an executor (submit when inputs are ready, wait, retry, read), which the
 Dask and Ray tests use to drive those executors exactly as the runner does."""
 
@@ -226,3 +227,40 @@ def test_task_keys_name_run_stage_batch_and_attempt():
     """Keys are deterministic: run id, stage, batch and attempt."""
     spec = TaskSpec(TaskKey("s", 3), 2, {}, {}, 0.0)
     assert task_key("r1", spec) == "dagrun-r1-s-3-2"
+
+
+def _fails(values: np.ndarray) -> None:
+    raise ValueError(f"bad input of {len(values)}")
+
+
+def test_local_and_engine_workers_report_the_same_error(tmp_path):
+    """One task body: the store's edges and an engine's give the user the same error."""
+    from dagrun.executors.worker import execute
+    from dagrun.store import encode
+
+    config = StoreConfig.for_run("same", tmp_path)
+    spec = TaskSpec(TaskKey("f"), 1, {}, {}, time.time())
+    local = execute(dataclasses.replace(spec, inputs={"values": encode(np.ones(2), config, "u")}),
+                    _fails, config, in_worker=True).error
+    value, report = run_task(_call(_fails, spec, (("values", 1, False, False),)), np.ones(2))
+    assert local is not None and report.error is not None and value is None
+    assert (report.error.kind, report.error.error_type, report.error.message) == (
+        local.kind, local.error_type, local.message)
+    assert report.error.traceback == local.traceback
+    assert "in _fails" in local.traceback and "dagrun/executors" not in local.traceback
+
+
+def test_a_worker_resource_that_fails_is_the_stages_error():
+    """A failing @worker_init value fails the task with its note, on an engine as locally."""
+    def broken() -> Any:
+        raise OSError("no device")
+
+    def uses(dev: Any) -> int:
+        return 1
+
+    spec = TaskSpec(TaskKey("r"), 1, {}, {}, time.time(), resources={"dev": "gpu"})
+    call = Call("run-res", spec, Blob.of(uses), (("gpu", Blob.of(broken)),), (), False,
+                lambda: "here")
+    value, report = run_task(call)
+    assert value is None and report.error is not None
+    assert "while making worker resource 'gpu'" in report.error.message
