@@ -18,6 +18,7 @@ from dagrun.control.scheduler import TaskKey
 from dagrun.executors.base import Started, TaskLog, TaskOutcome, TaskSpec
 from dagrun.executors.local import LocalExecutor
 from dagrun.pipeline.pipeline import ModuleSource
+from dagrun.settings import Tuning
 from tests.resources import local_faults, output
 
 pytestmark = pytest.mark.timeout(60)
@@ -97,7 +98,8 @@ def test_a_result_written_just_before_death_is_an_outcome(method, pool):
 
 def test_a_worker_that_never_gets_ready_is_bounded(pool):
     """A task without a timeout still fails when its worker's imports hang past the bound."""
-    p = pool(sources=[ModuleSource("tests.resources.slow_import")], startup_grace_s=1.0)
+    p = pool(sources=[ModuleSource("tests.resources.slow_import")],
+             numbers=Tuning(startup_grace_s=1.0))
     started = time.monotonic()
     p.submit("quiet")
     outcome = p.outcome("quiet")

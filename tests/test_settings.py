@@ -10,6 +10,7 @@ import pytest
 import dagrun
 from dagrun.errors import UsageError
 from dagrun.settings import Environment, RunOptions, Tuning, settings_table
+from tests.conftest import RESOURCES
 
 README = Path(__file__).parent.parent / "README.md"
 
@@ -78,3 +79,17 @@ def test_a_state_dir_that_is_a_file_is_refused(tmp_path):
     path.write_text("")
     with pytest.raises(UsageError, match="is a file"):
         RunOptions.build(environ=Environment(), state_dir=path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_a_runs_tuning_is_in_force_in_its_workers(method, tmp_path):
+    """Workers read the run's own numbers under every start method; the defaults return after."""
+    from dagrun.settings import tuning
+
+    mine = Tuning(max_line_chars=321, tail_lines=7)
+    with dagrun.run(str(RESOURCES / "tuning_probe.py"), tuning=mine, start_method=method,
+                    workers=1, state_dir=tmp_path, log_format="none", no_cache=True) as result:
+        assert result.status == "succeeded"
+        assert tuple(result["numbers"]) == (321, 7)
+    assert tuning() == Tuning()

@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING
 from ...settings import default_start_method
 from .exits import describe_exit
 from .placement import held_by
-from .pool import STARTUP_GRACE_S, LocalExecutor
+from .pool import LocalExecutor
 
 if TYPE_CHECKING:
     from ..base import ExecutorContext
@@ -85,5 +85,5 @@ def create(context: ExecutorContext) -> LocalExecutor:
         sources=context.sources,
         max_tasks_per_worker=context.max_tasks_per_worker,
         resources=context.resources,
-        startup_grace_s=getattr(context.settings, "startup_grace_s", STARTUP_GRACE_S),
+        numbers=context.settings,
     )

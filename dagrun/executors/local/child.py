@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 from ...pipeline.pipeline import ModuleSource
+from ...settings import Tuning, put_in_force
 from ...store import StoreConfig
 from .. import capture, collector
 from ..base import TaskOutcome
@@ -52,6 +53,7 @@ class WorkerInit:
     funcs_blob: bytes  # pickled (stage funcs, @worker_init funcs), by reference
     config: StoreConfig
     driver_pid: int
+    numbers: Tuning  # the run's tuning, put in force in the worker
 
 
 class _Sender:
@@ -81,6 +83,7 @@ def worker_main(conn: Connection, out: Connection, err: Connection, init: Worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent(init.driver_pid)
+    put_in_force(init.numbers)  # a fresh interpreter (spawn, forkserver) has the defaults
     os.dup2(out.fileno(), 1)
     os.dup2(err.fileno(), 2)
     out.close()

@@ -20,15 +20,13 @@ import signal
 import time
 from collections.abc import Callable
 
-from ...settings import TUNING
+from ...settings import Tuning
 from .. import oom
 from ..base import ErrorInfo, Started, TaskMetrics, TaskOutcome, TaskSpec
 from . import exits, wire
 from .handle import Worker
 from .inbound import Inbound
 from .state import PoolState, Watch
-
-SAMPLE_EVERY_S = TUNING.sample_every_s
 
 
 class Deaths:
@@ -37,7 +35,7 @@ class Deaths:
     def __init__(self, state: PoolState, watch: Watch, inbound: Inbound, *,
                  finish: Callable[[Worker, TaskOutcome | None], None],
                  place: Callable[[TaskSpec, bytes], int | None],
-                 startup_grace_s: float) -> None:
+                 numbers: Tuning) -> None:
         self._busy = state.busy
         self._idle = state.idle
         self._events = state.events
@@ -46,7 +44,8 @@ class Deaths:
         self._inbound = inbound
         self._finish = finish
         self._place = place
-        self._startup_grace = startup_grace_s
+        self._startup_grace = numbers.startup_grace_s
+        self._sample_every = numbers.sample_every_s
         self._oom = oom.OomWatch()
         self._sampled_at = 0.0
 
@@ -101,9 +100,9 @@ class Deaths:
                 self._events.append(Started(waiting, pid))
 
     def sample_memory(self) -> None:
-        """Each busy worker's peak memory, sampled at most every ``SAMPLE_EVERY_S``."""
+        """Each busy worker's peak memory, sampled at most every ``sample_every_s``."""
         now = time.monotonic()
-        if now - self._sampled_at < SAMPLE_EVERY_S:
+        if now - self._sampled_at < self._sample_every:
             return
         self._sampled_at = now
         for worker in self._busy.values():

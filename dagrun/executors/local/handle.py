@@ -17,13 +17,12 @@ from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ...settings import TUNING
+from ...settings import tuning
 from .. import capture
 from ..base import TaskOutcome, TaskSpec
 from . import framing, wire
 from .child import SKIPPED, WorkerInit, worker_main
 
-TAIL_LINES = TUNING.tail_lines
 RAW_READ = 1 << 16  # bytes read from a worker's fd 1/2 at a time
 # Imported once by the fork server so each forked worker starts with them loaded.
 PRELOAD = ("dagrun.executors.local.child", "dagrun.store", "numpy", "pyarrow")
@@ -49,7 +48,8 @@ class Worker:
         self.peak_rss = 0  # highest sample during the current task
         self.ready = False  # has said it finished starting up
         self.raw_pending = False  # said bytes wait in its fd 1/2 pipes (``child.RAW``)
-        self.tail: deque[str] = deque(maxlen=TAIL_LINES)  # its last lines, for a crash's error
+        # Its last lines, for a crash's error.
+        self.tail: deque[str] = deque(maxlen=tuning().tail_lines)
         self.fd = conn.fileno()
         self.inbox = framing.Inbox(self.fd)  # what it sent that is not handled yet
         self.gone = False  # closed: its fd numbers may already belong to a new worker

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ...settings import TUNING
+from ...settings import Tuning
 from .. import capture
 from ..base import TaskLog, TaskOutcome
 from . import exits, handle, wire
@@ -23,15 +23,14 @@ from .child import RAW, READY
 from .handle import Line, Worker
 from .state import PoolState, Watch
 
-MESSAGES_PER_WAKE = TUNING.messages_per_wake
-
 
 class Inbound:
     """Messages and output from the pool's workers."""
 
     def __init__(self, state: PoolState, watch: Watch, *,
                  begin: Callable[[Worker], None],
-                 finish: Callable[[Worker, TaskOutcome | None], None]) -> None:
+                 finish: Callable[[Worker, TaskOutcome | None], None],
+                 numbers: Tuning) -> None:
         # The containers themselves, not the record: read on every message.
         self._idle = state.idle
         self._events = state.events
@@ -40,14 +39,16 @@ class Inbound:
         self._watch = watch
         self._begin = begin
         self._finish = finish
+        self._per_wake = numbers.messages_per_wake
+        self._term_grace = numbers.term_grace_s
 
     def receive(self, worker: Worker, *, read: bool = True) -> None:
-        """Every message waiting from ``worker``, up to ``MESSAGES_PER_WAKE``; the rest
+        """Every message waiting from ``worker``, up to ``messages_per_wake``; the rest
         waits in its inbox for the next wake.
 
         ``read``: its pipe is readable, and is read once when the inbox runs dry.
         """
-        for _ in range(MESSAGES_PER_WAKE):
+        for _ in range(self._per_wake):
             data = worker.inbox.take()
             if data is None:
                 if not read:
@@ -120,7 +121,7 @@ class Inbound:
     def _retire(self, worker: Worker) -> None:
         """Stop a worker that has run its ``max_tasks_per_worker`` tasks (it holds none)."""
         worker.send(wire.STOP)
-        worker.process.join(exits.TERM_GRACE_S)
+        worker.process.join(self._term_grace)
         exits.terminate(worker.process)
         self._writers.died(worker.pid)
         self._watch.forget(worker)

@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ...pipeline.pipeline import ModuleSource
-from ...settings import TUNING, default_start_method
+from ...settings import Tuning, default_start_method, tuning
 from ...store import Decoded, Handle, StoreConfig
 from ..base import ErrorInfo, Event, Ref, Started, TaskKey, TaskMetrics, TaskOutcome, TaskSpec
 from ..machine import MachineValues
@@ -49,11 +49,6 @@ from .placement import Limits, WorkerView, Writers, held_by, may_chain, may_queu
 from .state import PoolState, Watch
 
 # The pool's tuning numbers (their reasons are in ``settings.Tuning``):
-SAMPLE_EVERY_S = TUNING.sample_every_s
-STARTUP_GRACE_S = TUNING.startup_grace_s
-PREFETCH = TUNING.prefetch
-SHORT_TASK_S = TUNING.short_task_s
-NEAR_MIN = TUNING.near_min
 
 
 class LocalExecutor:
@@ -71,7 +66,7 @@ class LocalExecutor:
         sources: Sequence[ModuleSource] = (),
         max_tasks_per_worker: int | None = None,
         resources: Mapping[str, Callable[[], Any]] | None = None,
-        startup_grace_s: float = STARTUP_GRACE_S,
+        numbers: Tuning | None = None,
     ) -> None:
         self._values = MachineValues(config)  # first: it clears a dead driver's leftovers
         self.config = config
@@ -82,9 +77,13 @@ class LocalExecutor:
             named = [s.module for s in sources if s.path is None]
             self._ctx.set_forkserver_preload([*PRELOAD, *named])
         blob = pickle.dumps((dict(funcs), dict(resources or {})))
-        self._init = WorkerInit(tuple(sources), blob, config, os.getpid())
-        self._startup_grace = startup_grace_s
-        state = PoolState(Limits(PREFETCH, SHORT_TASK_S, max_tasks_per_worker), Writers(NEAR_MIN))
+        numbers = numbers or tuning()  # the run's, in force while it runs
+        self._init = WorkerInit(tuple(sources), blob, config, os.getpid(), numbers)
+        self._startup_grace = numbers.startup_grace_s
+        self._sample_every = numbers.sample_every_s
+        self._term_grace = numbers.term_grace_s
+        state = PoolState(Limits(numbers.prefetch, numbers.short_task_s, max_tasks_per_worker),
+                          Writers(numbers.near_min))
         # The state's containers and parts' methods, bound once: the hot path reads them here.
         self._limits = state.limits
         self.writers = state.writers  # large segment -> pid of the worker that wrote it
@@ -96,9 +95,10 @@ class LocalExecutor:
         self._room: Worker | None = None  # where ``free_slots`` found room just now
         self._funcs = funcs
         self._typical: dict[Any, float] = {}  # function -> typical wall time of its tasks
-        inbound = Inbound(state, self._watch, begin=self._begin, finish=self._finish)
+        inbound = Inbound(state, self._watch, begin=self._begin, finish=self._finish,
+                          numbers=numbers)
         deaths = Deaths(state, self._watch, inbound, finish=self._finish, place=self._place,
-                        startup_grace_s=startup_grace_s)
+                        numbers=numbers)
         self._receive = inbound.receive
         self._read_raw = inbound.read_raw
         self._died = deaths.died
@@ -191,7 +191,7 @@ class LocalExecutor:
             else:
                 worker.send(wire.STOP)
         for worker in workers:
-            worker.process.join(exits.TERM_GRACE_S)
+            worker.process.join(self._term_grace)
             exits.terminate(worker.process)
             self._watch.forget(worker)
 
@@ -291,7 +291,8 @@ class LocalExecutor:
         if not self._busy and timeout is None and wake is None:
             return
         if self._busy:
-            timeout = SAMPLE_EVERY_S if timeout is None else min(timeout, SAMPLE_EVERY_S)
+            every = self._sample_every
+            timeout = every if timeout is None else min(timeout, every)
         # Messages read in an earlier wake but not handled yet: no waiting while they wait.
         waiting = [w for w in (*self._busy.values(), *self._idle) if w.inbox.has_message()]
         if waiting:
