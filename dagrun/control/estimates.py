@@ -1,7 +1,7 @@
 """What earlier runs of a pipeline say about its stages: how long and how much memory.
 
     end of a run ─▶ <run dir>/stages.json   {stage: wall_s (all its tasks), growth (one task)}
-    start of a run ─▶ the last ``RECENT`` such files of the same pipeline ─▶ medians
+    start of a run ─▶ the last ``recent_runs`` such files of the same pipeline ─▶ medians
                         ─▶ priority (policies.bottom_levels) and admission (policies.admits)
 
 Each run writes one small file, so the next run reads a few kilobytes, not
@@ -19,9 +19,8 @@ from typing import Any
 
 import orjson
 
-from ..settings import TUNING
+from ..settings import tuning
 
-RECENT = TUNING.recent_runs
 FILE = "stages.json"
 
 
@@ -48,8 +47,10 @@ def record(run_dir: Path, pipeline: str, metrics: Iterable[Mapping[str, Any]]) -
         pass  # estimates are an optimisation: a read-only run directory loses nothing else
 
 
-def load(state_dir: Path, pipeline: str, limit: int = RECENT) -> Estimates:
-    """Medians over the last ``limit`` runs of ``pipeline`` under ``state_dir``."""
+def load(state_dir: Path, pipeline: str, limit: int | None = None) -> Estimates:
+    """Medians over the last ``limit`` runs (the tuning's ``recent_runs``) of ``pipeline``."""
+    if limit is None:
+        limit = tuning().recent_runs
     runs = state_dir / "runs"
     try:
         names = sorted(os.listdir(runs), reverse=True)  # run ids sort by start time

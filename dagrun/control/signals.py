@@ -20,7 +20,7 @@ from the interrupted frames: the first signal raises ``Interrupted`` only
 inside a stage's own code running inline (as Ctrl-C would in a plain
 script); the second raises ``_Emergency`` anywhere but inside the store,
 and the guard's ``__exit__`` (or ``check``) then runs ``on_second`` and
-exits. Two signals less than ``DEBOUNCE_S`` apart are one: ``timeout`` and a
+exits. Two signals less than the tuning's ``signal_merge_s`` apart are one: ``timeout`` and a
 terminal deliver one SIGTERM / SIGINT to the driver and again through its
 process group. Only the main thread can own signals; elsewhere the guard
 does nothing.
@@ -38,10 +38,9 @@ from pathlib import Path
 from types import FrameType, TracebackType
 
 from ..errors import Interrupted
-from ..settings import TUNING
+from ..settings import tuning
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-DEBOUNCE_S = TUNING.signal_merge_s
 _PACKAGE = str(Path(__file__).resolve().parent.parent)
 _STORE = str(Path(__file__).resolve().parent.parent / "store")
 _WORKER = str(Path(__file__).resolve().parent.parent / "executors" / "worker.py")
@@ -60,9 +59,9 @@ class _State:
         self.pending: int | None = None
 
     def counts(self, signum: int) -> bool:
-        """Record ``signum`` unless it repeats the last one within ``DEBOUNCE_S``."""
+        """Record ``signum`` unless it repeats the last one within ``signal_merge_s``."""
         now = time.monotonic()
-        if self.last is not None and now - self.last[1] < DEBOUNCE_S:
+        if self.last is not None and now - self.last[1] < tuning().signal_merge_s:
             return False
         self.last = (signum, now)
         return True
@@ -89,7 +88,7 @@ def exiting() -> None:
 
 
 def install_process_handlers() -> None:
-    """SIGINT and SIGTERM raise ``KeyboardInterrupt`` (once per ``DEBOUNCE_S``), for the CLI."""
+    """SIGINT and SIGTERM raise ``KeyboardInterrupt`` (once per ``signal_merge_s``), for the CLI."""
     if threading.current_thread() is not threading.main_thread():
         return
     for signum in _SIGNALS:

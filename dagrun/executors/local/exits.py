@@ -17,13 +17,12 @@ import multiprocessing as mp
 import signal
 from collections.abc import Sequence
 
-from ...settings import TUNING
+from ...settings import tuning
 from ...units import format_bytes
 from ..base import OOM, ErrorInfo
 
 # A worker asked to stop gets this long to exit before it is killed: enough to
 # run its resources' teardown, short enough that Ctrl-C still feels immediate.
-TERM_GRACE_S = TUNING.term_grace_s
 
 
 def describe_exit(
@@ -145,7 +144,7 @@ def with_output(output: Sequence[str]) -> str:
 
 def reap(process: mp.process.BaseProcess) -> int | None:
     """Exit code of a worker whose sentinel fired (None: it closed its pipes but lived on)."""
-    process.join(TERM_GRACE_S)
+    process.join(tuning().term_grace_s)
     if process.is_alive():
         terminate(process)
         return None
@@ -153,11 +152,11 @@ def reap(process: mp.process.BaseProcess) -> int | None:
 
 
 def terminate(process: mp.process.BaseProcess) -> None:
-    """SIGTERM, then SIGKILL after ``TERM_GRACE_S``; returns once the process is reaped."""
+    """SIGTERM, then SIGKILL after ``term_grace_s``; returns once the process is reaped."""
     if not process.is_alive():
         return
     process.terminate()
-    process.join(TERM_GRACE_S)
+    process.join(tuning().term_grace_s)
     if process.is_alive():
         process.kill()
         process.join()
