@@ -106,3 +106,19 @@ def test_stop_skips_waiting_and_ready():
     assert not s.finished
     s.finish(TaskKey("a"))
     assert s.finished
+
+
+def test_queries_answer_from_the_whole_state():
+    """The read-only queries the planner asks agree with the state after each transition."""
+    s = make()
+    s.take_ready()
+    assert (s.is_running("a"), s.is_done("a"), s.is_waiting("d"), s.is_kept("d")) == (
+        True, False, True, True)
+    assert list(s.consumers("a")) == ["b", "c"] and list(s.consumers("d")) == []
+    s.finish(TaskKey("a"))
+    s.take_ready()
+    s.finish(TaskKey("b"))
+    assert s.waiting == {"d": {"c"}} and s.running == {"c": 1} and s.done == {"a", "b"}
+    assert set(s.missing("d")) == {"c"} and s.waits_only_on("d", "c")
+    assert not s.waits_only_on("d", "b") and set(s.missing("c")) == set()
+    assert s.tally() == (2, 0)
