@@ -178,8 +178,11 @@ class LocalExecutor:
         return self._values.notice(ref)
 
     def close(self) -> None:
-        """Free every value of the run still held."""
+        """Free every value of the run still held; the pool is not used after."""
         self._values.close()
+        # The parts call back into the pool; once the pool lets go of them, reference
+        # counting frees all of it (a finished run must not wait for the cycle collector).
+        del self._receive, self._read_raw, self._died, self._timed_out, self._sample_memory
 
     def shutdown(self, *, cancel: bool = False) -> None:
         workers = self._idle + list(self._busy.values())
