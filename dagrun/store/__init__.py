@@ -48,14 +48,13 @@ from .arrays import active, empty, zeros
 from .arrow import as_arrow, write_ipc
 from .arrow import kind_of as arrow_kind
 from .codec import decode, encode, encode_result, length_of
-from .config import HOLD_MIN, Decoded, Handle, StoreConfig
+from .config import Decoded, Handle, StoreConfig
 from .held import TRANSPORT as HELD
 from .lifecycle import Store, clean_orphans
 from .segments import fallback_reason
 
 __all__ = [
     "HELD",
-    "HOLD_MIN",
     "Decoded",
     "Handle",
     "SegmentExistsError",

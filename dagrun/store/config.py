@@ -19,10 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..settings import TUNING, tuning
-
-HOLD_MIN = TUNING.hold_min
-"""By default, results at least this large may stay in their worker for a consumer there."""
+from ..settings import tuning
 
 
 def process_start(pid: int) -> int | None:

@@ -33,7 +33,7 @@ from typing import Any
 from ... import store
 from ...cache import adopted_handle
 from ...errors import StoreError
-from ...settings import TUNING
+from ...settings import tuning
 from ...store import Decoded
 from ..base import (
     Batched,
@@ -51,8 +51,6 @@ from ..base import (
 from ..worker import error_info
 from .checks import pickle_by_value
 from .remote import Blob, CacheInput, Call, Report
-
-_PREFETCH = TUNING.engine_prefetch
 
 
 @dataclass
@@ -81,6 +79,8 @@ class EngineExecutor:
         self.context = context
         self.run_id = context.config.run_id
         self.workers = context.workers
+        self.numbers = context.settings or tuning()  # the run's, sent with every task
+        self._prefetch = self.numbers.engine_prefetch
         pickle_by_value(context.sources)
         self._blobs: dict[str, Blob] = {}
         self._resources = {n: Blob.of(f) for n, f in context.resources.items()}
@@ -100,7 +100,7 @@ class EngineExecutor:
     chains = False  # may hand a task over before its input exists (see ``chain``)
 
     def free_slots(self) -> int:
-        return max(0, self.workers * _PREFETCH - len(self._running))
+        return max(0, self.workers * self._prefetch - len(self._running))
 
     def chain(self, spec: TaskSpec) -> bool:
         """Hand ``spec`` over now, its pending input the future of the task before it.
@@ -157,7 +157,7 @@ class EngineExecutor:
         call = Call(self.run_id, replace(spec, inputs={}), self._blobs[stage],
                     tuple((n, b) for n, b in self._resources.items() if n in wanted),
                     tuple(layout), self.unbox, self._where(), tuple(self.context.sources),
-                    key, self.topic)
+                    key, self.topic, self.numbers)
         holder, meta = self._launch(key, call, args)
         self._running[key] = _Task(key, spec, holder, meta, None)
         self._start_clocks()

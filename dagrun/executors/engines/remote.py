@@ -44,6 +44,7 @@ import cloudpickle
 
 from ... import store
 from ...pipeline.resources import Resources
+from ...settings import Tuning, put_in_force
 from ...values import concatenate
 from ..base import ErrorInfo, TaskMetrics, TaskSpec
 from ..capture import captured
@@ -81,6 +82,7 @@ class Call:
     sources: tuple[Any, ...] = ()  # ModuleSource of the pipeline: imported where it exists
     key: str = ""  # the engine's key of this task
     topic: str | None = None  # Dask: the report is also published here (no fetch needed)
+    numbers: Tuning | None = None  # the run's tuning, in force while the task runs
 
 
 @dataclass(frozen=True)
@@ -114,9 +116,16 @@ def run_task(call: Call, *args: Any) -> tuple[Any, Report]:
         return None, Report(0, None, TaskMetrics(worker_pid=os.getpid()), (), skipped)
     lines: list[tuple[str, str, str]] = []
     edges = _EngineEdges(call, args)
-    with captured(lambda *line: lines.append(line)):
-        value, error, metrics = perform(call.spec, edges, worker=call.where(),
-                                        host=socket.gethostname())
+    # An engine worker outlives the run and may serve others: the run's numbers hold for
+    # this task alone.
+    outer = put_in_force(call.numbers) if call.numbers is not None else None
+    try:
+        with captured(lambda *line: lines.append(line)):
+            value, error, metrics = perform(call.spec, edges, worker=call.where(),
+                                            host=socket.gethostname())
+    finally:
+        if outer is not None:
+            put_in_force(outer)
     report = Report(metrics.output_bytes, edges.length, metrics, tuple(lines), error)
     if call.topic is not None:
         _publish(call.topic, call.key, report)
