@@ -25,6 +25,7 @@ from dagrun.events.log import EventLog
 from dagrun.events.reporter import Reporter
 from dagrun.executors.base import (
     OOM,
+    Capabilities,
     ErrorInfo,
     ExecutorContext,
     RemoteRef,
@@ -64,7 +65,7 @@ def shout(label: str) -> str:
     return label.upper()
 
 
-class Double:
+class Double(Capabilities):
     """An executor double: holds nothing, chains nothing, reads values from a dict."""
 
     name = "double"

@@ -17,6 +17,7 @@ import pytest
 import dagrun
 from dagrun import executors
 from dagrun.executors.base import (
+    Capabilities,
     ErrorInfo,
     ExecutorContext,
     RemoteRef,
@@ -43,13 +44,14 @@ def sink(flaky: int) -> int:
     return flaky * 10
 
 
-class Scripted:
+class Scripted(Capabilities):
     """Answers each attempt of a stage as its script says; values live in a dict."""
 
     name = "scripted"
 
     def __init__(self, context: ExecutorContext, script: dict[str, list[str]]) -> None:
         self.workers = context.workers
+        self.config = context.config
         self.funcs = context.funcs
         self.script = {stage: list(steps) for stage, steps in script.items()}
         self.values: dict[str, Any] = {}
@@ -59,6 +61,12 @@ class Scripted:
 
     def free_slots(self) -> int:
         return self.workers - len(self.pending)
+
+    def shares_cache(self, directory: str) -> bool:
+        return False  # values live in a dict: runs are not cached
+
+    def from_cache(self, entry: Any, stage: str) -> RemoteRef:
+        raise AssertionError("a scripted run has no cache")
 
     def submit(self, spec: TaskSpec) -> str:
         stage = spec.key.stage

@@ -24,6 +24,7 @@ import os
 from typing import Any, Literal
 
 from ..events.reporter import Reporter
+from ..executors.base import Executor
 from ..graph.build import Graph
 from ..settings import RunOptions
 from .decisions import FromCache
@@ -35,7 +36,7 @@ class RunCache:
 
     def __init__(
         self, cache: Any, keys: dict[str, Any], forced: set[str], graph: Graph,
-        pipeline_key: str, ledger: Ledger, report: Reporter, executor: Any,
+        pipeline_key: str, ledger: Ledger, report: Reporter, executor: Executor,
     ) -> None:
         self.cache, self.keys, self.forced, self.graph = cache, keys, forced, graph
         self.pipeline_key = pipeline_key
@@ -47,15 +48,14 @@ class RunCache:
     @classmethod
     def open(
         cls, graph: Graph, options: RunOptions, run_id: str, ledger: Ledger, report: Reporter,
-        executor: Any,
+        executor: Executor,
     ) -> RunCache | None:
         """The run's cache, or None when it neither reads nor writes one."""
-        if options.no_cache or not hasattr(executor, "from_cache"):
+        if options.no_cache:
             return None
         if not any(graph.nodes[name].stage.options.cache for name in graph.selected):
             return None  # nothing to look up or store: no keys, no cache directory
-        shares = getattr(executor, "shares_cache", None)
-        if shares is not None and not shares(str(options.cache_dir)):
+        if not executor.shares_cache(str(options.cache_dir)):
             report.events.emit(
                 "cache_off", level="warning", cache_dir=str(options.cache_dir),
                 reason=f"the {executor.name} workers do not see {options.cache_dir}; give "

@@ -34,7 +34,16 @@ import time
 from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
-from ..executors.base import OOM, ErrorInfo, Output, Pending, TaskOutcome, TaskSpec, output_handles
+from ..executors.base import (
+    OOM,
+    ErrorInfo,
+    Executor,
+    Output,
+    Pending,
+    TaskOutcome,
+    TaskSpec,
+    output_handles,
+)
 from ..graph.build import Graph
 from ..settings import RunOptions
 from ..store import HELD
@@ -62,7 +71,7 @@ class StageStates(Protocol):
 
 
 def start(
-    graph: Graph, options: RunOptions, ledger: Ledger, executor: Any,
+    graph: Graph, options: RunOptions, ledger: Ledger, executor: Executor,
     cache: RunCache | None = None, *, rng: random.Random | None = None,
 ) -> tuple[Scheduler, Planner]:
     """The run's scheduler and its planner, both ranking stages by the same bottom levels."""
@@ -84,7 +93,7 @@ class Planner:
         graph: Graph,
         options: RunOptions,
         ledger: Ledger,
-        executor: Any,
+        executor: Executor,
         states: StageStates,
         *,
         history: estimates.Estimates,
@@ -265,13 +274,13 @@ class Planner:
         states = self.states
         if spec.key.batch is not None or not states.consumers(spec.key.stage):
             return  # nothing could follow it (checked first: most tasks end here)
-        ahead = getattr(self.executor, "chains", False)
-        could_chain = getattr(self.executor, "could_chain", None)
+        ahead = self.executor.chains
+        could_chain = self.executor.could_chain
         while spec.key.batch is None and not states.stopped:
             name = spec.key.stage
             if not any(states.waits_only_on(u, name) for u in states.consumers(name)):
                 return  # no consumer waits on this stage alone: the policy could not pick one
-            if could_chain is not None and not could_chain(spec.key):
+            if not could_chain(spec.key):
                 return  # nowhere to queue it now: no task is built for nothing
             user = policies.chain_consumer(name, [
                 c for c in self._consumers(name)

@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import Interrupted, StageFailed, StageTimeout, WorkerCrashed
 from ..events.log import EventLog
 from ..events.reporter import Reporter
-from ..executors.base import ErrorInfo, TaskKey, output_handles
+from ..executors.base import ErrorInfo, Executor, TaskKey, output_handles
 from ..graph.build import Graph
 from ..settings import RunOptions
 from .incremental import RunCache
@@ -123,7 +123,7 @@ class RunEnds:
 
     def finish(
         self, status: str, stop: BaseException | None, wall: float, *, ledger: Ledger,
-        executor: Any, cache: RunCache | None, errors: Mapping[str, ErrorInfo],
+        executor: Executor, cache: RunCache | None, errors: Mapping[str, ErrorInfo],
         tally: tuple[int, int],
     ) -> RunResult:
         """Read the targets back, free the rest, write the closing events and build the result.
@@ -174,17 +174,16 @@ class RunEnds:
         )
 
     def _read_targets(
-        self, ledger: Ledger, executor: Any
+        self, ledger: Ledger, executor: Executor
     ) -> tuple[dict[str, Any], list[Any], dict[str, ErrorInfo]]:
         """The targets' values, what to close after use, and the targets that could not be read."""
         values: dict[str, Any] = {}
         opened: list[Any] = []
         unread: dict[str, ErrorInfo] = {}
         targets = self.graph.targets
-        prefetch = getattr(executor, "prefetch", None)
-        if prefetch is not None:  # one round trip for every requested output
-            prefetch([r for name in targets if name in ledger
-                      for r in output_handles(ledger[name])])
+        # One round trip for every requested output, where the values are elsewhere.
+        executor.prefetch([r for name in targets if name in ledger
+                           for r in output_handles(ledger[name])])
         for name in targets:
             if name not in ledger:
                 continue
@@ -224,7 +223,7 @@ def stage_error(stage: str, info: ErrorInfo) -> StageFailed:
     return error
 
 
-def _closer(decoded: list[Any], executor: Any) -> Any:
+def _closer(decoded: list[Any], executor: Executor) -> Any:
     def close() -> None:
         for item in decoded:
             item.close()

@@ -33,7 +33,15 @@ from .. import executors
 from ..errors import Interrupted, RunTimedOut, ValidationError
 from ..events.log import EventLog
 from ..events.reporter import Reporter
-from ..executors.base import ErrorInfo, ExecutorContext, Started, TaskLog, TaskOutcome, TaskSpec
+from ..executors.base import (
+    ErrorInfo,
+    Executor,
+    ExecutorContext,
+    Started,
+    TaskLog,
+    TaskOutcome,
+    TaskSpec,
+)
 from ..executors.collector import RunCollector
 from ..graph.build import Graph, build_graph
 from ..pipeline.loader import load
@@ -126,7 +134,7 @@ class _Run:
                                console=console, **({"quiet": True} if options.quiet else {}))
         self.report = Reporter(self.events)
         self.ends = RunEnds(graph, options, run_id, self.run_dir, self.events, self.report)
-        self.exe: Any = None
+        self.exe: Executor | None = None
         self.guard: SignalGuard | None = None
         self.deadline = None if options.max_runtime is None else time.monotonic() + (
             options.max_runtime)
@@ -243,7 +251,7 @@ class _Run:
             worker = self.exe.submit(spec)
             if worker is not None:  # else queued in a worker: ``Started`` comes later
                 self._on_started(spec, worker, None)
-            elif getattr(self.exe, "chains", False):  # an engine: chain ahead of the start
+            elif self.exe.chains:  # an engine: chain ahead of the start
                 plan.chain_after(spec)
 
     def _on_started(self, spec: TaskSpec, worker: int | str, host: str | None) -> None:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..executors.base import Executor
 from ..store import Decoded, Handle, encode
 
 
 class InputSlices:
     """The pickled mapped inputs read for the batches being planned now."""
 
-    def __init__(self, executor: Any, max_bytes: int) -> None:
+    def __init__(self, executor: Executor, max_bytes: int) -> None:
         self.executor = executor
         self.max_bytes = max_bytes
         self._read: dict[str, Decoded] = {}

@@ -11,11 +11,15 @@ test's scripted one) plugs in with ``register`` or through the
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from .base import Executor
 
 Factory = Callable[[Any], Any]  # ExecutorContext -> Executor
 
@@ -52,9 +56,23 @@ def check(executor: str | Factory) -> None:
         raise UsageError(msg)
 
 
-def create(name: str, context: Any) -> Any:
-    """The executor called ``name``, built from ``context``; a clear ``UsageError`` if unknown."""
-    return factory(name)(context)
+def create(name: str, context: Any) -> Executor:
+    """The executor called ``name``, built from ``context``; a clear ``UsageError`` if unknown
+    or if what its factory built lacks a member of the ``Executor`` protocol."""
+    from .base import EXECUTOR_MEMBERS  # the registry itself stays light: the CLI reads it
+
+    built = factory(name)(context)
+    missing = [m for m in EXECUTOR_MEMBERS if not hasattr(built, m)]
+    if missing:
+        with contextlib.suppress(Exception):
+            built.close()
+        msg = (
+            f"executor {name!r} lacks {', '.join(missing)} of the Executor protocol "
+            f"(dagrun.executors.base.Executor); implement them, or inherit the usual answers "
+            f"from dagrun.executors.base.Capabilities"
+        )
+        raise UsageError(msg)
+    return built
 
 
 def factory(name: str) -> Factory:

@@ -20,10 +20,14 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from ..settings import Tuning
 from ..store import Decoded, Handle, StoreConfig
 from ..store.config import ByPosition
+
+if TYPE_CHECKING:
+    from ..cache import Entry  # the cache is imported by the executors that adopt entries
 
 
 class TaskKey(NamedTuple):
@@ -208,21 +212,32 @@ class ExecutorContext:
     sources: tuple[Any, ...] = ()  # ModuleSource of the pipeline, imported first by workers
     max_tasks_per_worker: int | None = None
     address: Any = None  # a cluster's address, or an engine client object
-    settings: Any = None  # the run's ``settings.Tuning``
+    settings: Tuning | None = None  # the run's tuning (None: the one in force)
 
 
 class Executor(Protocol):
-    """Runs tasks somewhere and reports their outcomes; the runner's only view of workers."""
+    """Runs tasks somewhere and reports their outcomes; the runner's only view of workers.
+
+    Every member here is used by the loop; ``executors.create`` refuses an
+    executor that lacks one. ``Capabilities`` gives the optional ones their
+    usual answers for an executor that has nothing to add.
+    """
 
     name: str
     workers: int
+    config: StoreConfig  # where this run's intermediates live on this machine
+    chains: bool  # takes a chained task before its input exists (the engine runs it when ready)
 
     def free_slots(self) -> int:
         """How many more tasks can be submitted right now."""
         ...
 
-    def submit(self, spec: TaskSpec) -> int | None:
-        """Hand over a task; the pid of the process running it if it started at once.
+    def could_chain(self, after: TaskKey) -> bool:
+        """Whether ``chain`` would take a task to run behind ``after`` now."""
+        ...
+
+    def submit(self, spec: TaskSpec) -> int | str | None:
+        """Hand over a task; the worker running it (a pid, an engine's name) if it started.
 
         None means it is queued in a worker; ``wait`` reports it (``Started``) when it begins.
         """
@@ -252,6 +267,22 @@ class Executor(Protocol):
         """Bring the value behind ``ref`` into this process (a requested output)."""
         ...
 
+    def prefetch(self, refs: Sequence[Ref]) -> None:
+        """Bring several requested outputs over at once, before they are ``read``."""
+        ...
+
+    def notice(self, ref: Ref) -> str | None:
+        """A remark to say once per run about where ``ref`` lives (values spill to disk)."""
+        ...
+
+    def shares_cache(self, directory: str) -> bool:
+        """Whether every worker sees the cache ``directory`` as this process does."""
+        ...
+
+    def from_cache(self, entry: Entry, stage: str) -> Ref:
+        """A cache entry as a reference its consumers read without a copy."""
+        ...
+
     def shutdown(self, *, cancel: bool = False) -> None:
         """Stop every worker; with ``cancel``, without waiting for running tasks."""
         ...
@@ -263,3 +294,30 @@ class Executor(Protocol):
     def close(self) -> None:
         """Free every value of the run still held; the values ``read`` returned are closed."""
         ...
+
+
+class Capabilities:
+    """The optional members of ``Executor`` as an executor with nothing to add answers them:
+    no chaining ahead of a start, reads one at a time, no remark, the cache shared."""
+
+    chains = False
+
+    def could_chain(self, after: TaskKey) -> bool:
+        return True  # ``chain`` itself says whether it took the task
+
+    def prefetch(self, refs: Sequence[Ref]) -> None:
+        return None
+
+    def notice(self, ref: Ref) -> str | None:
+        return None
+
+    def shares_cache(self, directory: str) -> bool:
+        return True
+
+
+EXECUTOR_MEMBERS = (
+    "name", "workers", "config", "chains", "free_slots", "could_chain", "submit", "chain",
+    "wait", "release", "read", "prefetch", "notice", "shares_cache", "from_cache", "shutdown",
+    "kill_all", "close",
+)
+"""What ``executors.create`` checks a new executor has."""

@@ -24,7 +24,7 @@ from typing import Any
 from ..pipeline.resources import Resources
 from ..store import StoreConfig
 from . import capture
-from .base import Event, ExecutorContext, TaskLog, TaskSpec
+from .base import Capabilities, Event, ExecutorContext, TaskLog, TaskSpec
 from .machine import MachineValues
 from .worker import execute
 
@@ -34,7 +34,7 @@ def create(context: ExecutorContext) -> InlineExecutor:
     return InlineExecutor(context.funcs, context.config, context.resources)
 
 
-class InlineExecutor(MachineValues):
+class InlineExecutor(MachineValues, Capabilities):
     """Runs each task synchronously inside ``submit``."""
 
     name = "inline"

@@ -14,6 +14,7 @@ from typing import Any
 from .. import store
 from ..cache import adopted_handle
 from ..store import Decoded, Handle, StoreConfig
+from .base import Ref
 
 
 class MachineValues:
@@ -34,9 +35,9 @@ class MachineValues:
         """A cache entry as a handle: its consumers map the entry's file, nothing is copied."""
         return adopted_handle(entry)
 
-    def notice(self, ref: Handle) -> str | None:
+    def notice(self, ref: Ref) -> str | None:
         """A remark said once per run: values spill to disk because shared memory is short."""
-        return self.store.fallback_notice(ref)
+        return self.store.fallback_notice(ref) if isinstance(ref, Handle) else None
 
     def close(self) -> None:
         self.store.close()

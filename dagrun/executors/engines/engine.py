@@ -26,7 +26,7 @@ import os
 import queue
 import select
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -37,10 +37,12 @@ from ...settings import tuning
 from ...store import Decoded
 from ..base import (
     Batched,
+    Capabilities,
     ErrorInfo,
     Event,
     ExecutorContext,
     Pending,
+    Ref,
     RemoteRef,
     Started,
     TaskLog,
@@ -68,7 +70,7 @@ def task_key(run_id: str, spec: TaskSpec) -> str:
     return f"dagrun-{run_id}-{spec.key.stage}{batch}-{spec.attempt}"
 
 
-class EngineExecutor:
+class EngineExecutor(Capabilities):
     """Submits ``run_task`` to an engine and turns completions into the runner's events."""
 
     name = "engine"
@@ -78,6 +80,7 @@ class EngineExecutor:
     def __init__(self, context: ExecutorContext) -> None:
         self.context = context
         self.run_id = context.config.run_id
+        self.config = context.config
         self.workers = context.workers
         self.numbers = context.settings or tuning()  # the run's, sent with every task
         self._prefetch = self.numbers.engine_prefetch
@@ -187,7 +190,7 @@ class EngineExecutor:
             raise StoreError(msg)
         return Decoded(self._fetch(self._values[ref.key]))
 
-    def prefetch(self, refs: list[Any]) -> None:
+    def prefetch(self, refs: Sequence[Ref]) -> None:
         """Bring several requested outputs over in one round trip (``read`` then has them)."""
         keys = [r.key for r in refs if getattr(r, "key", None) in self._values]
         if keys:

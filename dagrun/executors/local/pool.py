@@ -38,7 +38,17 @@ from typing import Any
 from ...pipeline.pipeline import ModuleSource
 from ...settings import Tuning, default_start_method, tuning
 from ...store import Decoded, Handle, StoreConfig
-from ..base import ErrorInfo, Event, Ref, Started, TaskKey, TaskMetrics, TaskOutcome, TaskSpec
+from ..base import (
+    Capabilities,
+    ErrorInfo,
+    Event,
+    Ref,
+    Started,
+    TaskKey,
+    TaskMetrics,
+    TaskOutcome,
+    TaskSpec,
+)
 from ..machine import MachineValues
 from . import exits, handle, wire
 from .child import WorkerInit
@@ -51,7 +61,7 @@ from .state import PoolState, Watch
 # The pool's tuning numbers (their reasons are in ``settings.Tuning``):
 
 
-class LocalExecutor:
+class LocalExecutor(Capabilities):
     """A pool of worker processes that survives crashes and enforces timeouts."""
 
     name = "local"
@@ -173,7 +183,7 @@ class LocalExecutor:
         """A cache entry as a handle: its consumers map the entry's file, nothing is copied."""
         return self._values.from_cache(entry, stage)
 
-    def notice(self, ref: Handle) -> str | None:
+    def notice(self, ref: Ref) -> str | None:
         """A remark said once per run: values spill to disk because shared memory is short."""
         return self._values.notice(ref)
 
