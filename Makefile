@@ -7,7 +7,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 EXAMPLE ?= pipelines.images
 BENCH_ARGS ?=
 
-.PHONY: install run test test-313 bench lint clean browser
+.PHONY: install run test test-fast test-313 bench lint clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test: $(STAMP) browser
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory test-313
+
+# The tests that start no process (no worker pool, no dagrun subprocess, no Dask or Ray):
+# under a minute. A test here that starts one fails, asking for @pytest.mark.slow.
+test-fast: $(STAMP)
+	DAGRUN_TEST_FAST=1 $(PY) -m pytest -q -m "not slow"
 
 $(STAMP313): pyproject.toml
 	test -x $(VENV313)/bin/python || $(PY313) -m venv $(VENV313)

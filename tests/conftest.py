@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import alive
+
 collect_ignore = ["bench"]
 
 RESOURCES = Path(__file__).parent / "resources"
@@ -29,13 +31,33 @@ EXECUTORS = [
 
 _OTHER_METHODS = ("forkserver", "spawn")
 
+# Parameter values that mean a test starts processes: an executor other than
+# inline, or a start method. A test parametrized with one is marked ``slow``.
+PROCESS_PARAMS = frozenset({"local", "fork", "forkserver", "spawn", "dask", "ray"})
+
+
+def starts_processes(item: pytest.Item) -> bool:
+    """Whether a test is parametrized with a process-starting executor or start method."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return False
+    for value in callspec.params.values():
+        values = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, str) and v in PROCESS_PARAMS for v in values):
+            return True
+    return False
+
 
 def pytest_collection_modifyitems(config, items):
-    """With DAGRUN_TEST_DEFAULT_METHOD set, run each test once, under the default start method.
+    """Mark ``slow`` every test run under a process-starting executor; then, with
+    DAGRUN_TEST_DEFAULT_METHOD set, run each test once, under the default start method.
 
-    The second interpreter's pass of ``make test`` uses it: the behaviour under
-    every start method is already covered by the first pass.
+    The second interpreter's pass of ``make test`` uses the latter: the behaviour
+    under every start method is already covered by the first pass.
     """
+    for item in items:
+        if starts_processes(item):
+            item.add_marker(pytest.mark.slow)
     if not os.environ.get("DAGRUN_TEST_DEFAULT_METHOD"):
         return
     keep, drop = [], []
@@ -46,6 +68,46 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+# Under ``make test-fast`` (DAGRUN_TEST_FAST set) a test not marked ``slow`` that starts
+# a process fails, naming the marker: the fast pass stays fast as tests are added.
+_PROCESS_EVENTS = frozenset({"os.fork", "os.forkpty", "os.posix_spawn", "os.spawn",
+                             "os.system", "os.exec", "subprocess.Popen"})
+_started: list[str] = []  # what the running test started, by audit event or multiprocessing
+
+
+def _watch_process_starts() -> None:
+    import multiprocessing.util
+
+    def hook(event: str, args: tuple) -> None:
+        if event in _PROCESS_EVENTS:
+            _started.append(event)
+
+    sys.addaudithook(hook)
+    spawnv = multiprocessing.util.spawnv_passfds  # spawn and forkserver start here, unaudited
+
+    def spawnv_passfds(*args, **kwargs):
+        _started.append("multiprocessing spawn")
+        return spawnv(*args, **kwargs)
+
+    multiprocessing.util.spawnv_passfds = spawnv_passfds
+
+
+if os.environ.get("DAGRUN_TEST_FAST"):
+    _watch_process_starts()
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_start_no_process(request):
+    """With DAGRUN_TEST_FAST set, a test that starts a process must be marked ``slow``."""
+    _started.clear()
+    yield
+    if _started and request.node.get_closest_marker("slow") is None:
+        started = sorted(set(_started))
+        _started.clear()
+        pytest.fail(f"this test starts processes ({', '.join(started)}): mark it "
+                    f"@pytest.mark.slow so that make test-fast leaves it out", pytrace=False)
 
 
 def shm_entries() -> set[str]:
@@ -68,13 +130,7 @@ def _foreign_live_owner(name: str) -> bool:
     pid = int(parts[1])
     if pid == os.getpid():
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid not in {c for c in children()}
+    return alive(pid) and pid not in set(children())
 
 
 def children() -> list[int]:

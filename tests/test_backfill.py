@@ -40,6 +40,7 @@ def test_dates_are_inclusive_and_forward():
         dates(date(2026, 3, 2), date(2026, 3, 1))
 
 
+@pytest.mark.slow
 def test_five_days_with_one_failing_then_only_it_reruns(state_dir):
     """Five dates run in order; one fails (exit 1); the next backfill re-runs only that date."""
     first = backfill(state_dir, "--from", "2026-11-01", "--to", "2026-11-05",
@@ -56,6 +57,7 @@ def test_five_days_with_one_failing_then_only_it_reruns(state_dir):
     assert set(outcomes(forced).values()) == {"succeeded"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [

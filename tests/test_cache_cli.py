@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 ROOT = Path(__file__).parent.parent
 RESOURCES = Path(__file__).parent / "resources"
 DAGRUN = str(Path(sys.executable).with_name("dagrun"))  # the interpreter running the tests

@@ -177,6 +177,7 @@ WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_concurrent_writers_of_one_key_never_corrupt(tmp_path: Path) -> None:
     """Two processes writing the same 30 keys at once leave 30 intact, correct entries."""
     start = time.time() + 1.0
@@ -204,6 +205,7 @@ HOLDER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_lock_per_key_excludes_another_process(tmp_path: Path) -> None:
     """While another process holds a key's lock, try_lock fails and lock() waits for it."""
     cache = Cache(tmp_path)
@@ -235,6 +237,7 @@ def _write_in_child(target: object) -> None:
     target.write(np.arange(5))  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_target_writes_from_a_worker_process(tmp_path: Path) -> None:
     """A CacheTarget travels to another process and stores the value there."""
     cache = Cache(tmp_path)

@@ -47,11 +47,13 @@ def changed(before: dict[str, str], after: dict[str, str]) -> set[str]:
     return {name for name in before if before[name] != after[name]}
 
 
+@pytest.mark.slow
 def test_keys_are_stable_across_interpreters(project: Path) -> None:
     """Two fresh interpreters compute the same keys for an unchanged project."""
     assert keys(project) == keys(project)
 
 
+@pytest.mark.slow
 def test_comments_docstrings_and_formatting_do_not_count(project: Path) -> None:
     """Comments, docstrings, blank lines and line breaks leave every key as it was."""
     before = keys(project)
@@ -62,6 +64,7 @@ def test_comments_docstrings_and_formatting_do_not_count(project: Path) -> None:
     assert keys(project) == before
 
 
+@pytest.mark.slow
 def test_helper_of_a_helper_changes_the_key(project: Path) -> None:
     """Editing a function two calls deep re-keys its stage and everything downstream."""
     before = keys(project)
@@ -69,6 +72,7 @@ def test_helper_of_a_helper_changes_the_key(project: Path) -> None:
     assert changed(before, keys(project)) == {"source", "combined", "total"}
 
 
+@pytest.mark.slow
 def test_module_constant_changes_the_key(project: Path) -> None:
     """A constant read by a helper counts by value."""
     before = keys(project)
@@ -76,6 +80,7 @@ def test_module_constant_changes_the_key(project: Path) -> None:
     assert changed(before, keys(project)) == {"source", "combined", "total"}
 
 
+@pytest.mark.slow
 def test_stage_decorator_options_do_not_count(project: Path) -> None:
     """Run options such as retries are not part of the key."""
     before = keys(project)
@@ -83,12 +88,14 @@ def test_stage_decorator_options_do_not_count(project: Path) -> None:
     assert keys(project) == before
 
 
+@pytest.mark.slow
 def test_parameter_change_reruns_exactly_downstream(project: Path) -> None:
     """A parameter re-keys its stage and what consumes it, nothing else."""
     before = keys(project)
     assert changed(before, keys(project, "n=7")) == {"source", "combined", "total"}
 
 
+@pytest.mark.slow
 def test_path_parameter_file_content_counts(project: Path) -> None:
     """The content of the file a Path parameter names is part of the key."""
     before = keys(project)
@@ -96,6 +103,7 @@ def test_path_parameter_file_content_counts(project: Path) -> None:
     assert changed(before, keys(project)) == {"notes", "combined", "total"}
 
 
+@pytest.mark.slow
 def test_new_path_parameter_file_counts(project: Path) -> None:
     """Pointing the Path parameter at another file re-keys the stage."""
     before = keys(project)
@@ -103,6 +111,7 @@ def test_new_path_parameter_file_counts(project: Path) -> None:
     assert changed(before, keys(project, "table=other.csv")) == {"notes", "combined", "total"}
 
 
+@pytest.mark.slow
 def test_watched_file_counts(project: Path) -> None:
     """A file listed in watch= re-keys its stage when its content changes or it appears."""
     before = keys(project)
@@ -113,6 +122,7 @@ def test_watched_file_counts(project: Path) -> None:
     assert changed(after, keys(project)) == {"notes", "combined", "total"}
 
 
+@pytest.mark.slow
 def test_version_pin_ignores_code(project: Path) -> None:
     """version= pins the code part: editing a pinned stage's body keeps its key."""
     edit(project / "pipeline.py", "@stage\ndef total", '@stage(version="1")\ndef total')
@@ -169,6 +179,7 @@ def test_plan_keys_of_200_stages_is_fast() -> None:
     assert elapsed < 0.1
 
 
+@pytest.mark.slow
 def test_input_parameters_are_not_code_references(project: Path) -> None:
     """A parameter named like its upstream stage is an input, not a reference to its code."""
     out = subprocess.run(

@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import run_resource
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 LOCAL = [
     pytest.param(("local", "fork"), id="fork"),
     pytest.param(("local", "spawn"), id="spawn"),

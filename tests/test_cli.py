@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, resource, shm_entries
+from tests.helpers import alive, wait_until
 
 DAGRUN = [sys.executable, "-m", "dagrun"]
 
@@ -29,18 +30,7 @@ def dagrun(*args: str, state_dir: Path, timeout: float = 60) -> subprocess.Compl
     )
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead for our purposes
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
+@pytest.mark.slow
 def test_exit_0_on_success(state_dir):
     """A successful run exits 0 and prints the run's events."""
     done = dagrun("run", resource("hello"), "--log-format", "json", state_dir=state_dir)
@@ -51,6 +41,7 @@ def test_exit_0_on_success(state_dir):
     assert (run_dir / "events.jsonl").read_text().count("\n") == len(events)
 
 
+@pytest.mark.slow
 def test_exit_1_on_stage_failure_with_traceback_once(state_dir):
     """A failing stage exits 1; its traceback (user file and line) is shown once."""
     done = dagrun("run", resource("failing"), state_dir=state_dir)
@@ -62,6 +53,7 @@ def test_exit_1_on_stage_failure_with_traceback_once(state_dir):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -94,6 +86,7 @@ def test_exit_2_on_invalid_usage(args, message, state_dir):
     assert not (state_dir / "runs").exists() or not any((state_dir / "runs").iterdir())
 
 
+@pytest.mark.slow
 def test_validate_list_graph(state_dir):
     """validate, list and graph work on a good pipeline and exit 2 on a bad one."""
     assert dagrun("validate", resource("hello"), state_dir=state_dir).returncode == 0
@@ -107,6 +100,7 @@ def test_validate_list_graph(state_dir):
     assert bad.returncode == 2 and "cycle: alpha -> beta -> gamma -> alpha" in bad.stderr
 
 
+@pytest.mark.slow
 def test_runs_history(state_dir):
     """`dagrun runs` lists runs and `runs show` gives per-stage metrics."""
     dagrun("run", resource("hello"), state_dir=state_dir)
@@ -144,6 +138,7 @@ def workers_of(events: list[dict]) -> list[int]:
     return [e["worker_pid"] for e in events if e["event"] == "task_started"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signals_stop_the_run(signum, code, state_dir):
     """SIGINT / SIGTERM stop the run within seconds: exit 130 / 143, no worker left."""
@@ -154,11 +149,12 @@ def test_signals_stop_the_run(signum, code, state_dir):
     assert proc.returncode == code
     last = json.loads(out.splitlines()[-1])
     assert last["event"] == "run_finished" and last["status"] == "interrupted"
-    time.sleep(0.2)
-    assert not any(alive(pid) for pid in workers_of(events))
+    wait_until(lambda: not any(alive(pid) for pid in workers_of(events)), 5,
+               message="the run's workers to exit")
     assert shm_entries() == before
 
 
+@pytest.mark.slow
 def test_second_ctrl_c_exits_at_once(state_dir):
     """A second SIGINT during shutdown exits immediately, still leaving no worker."""
     proc, events = start(state_dir)
@@ -166,23 +162,23 @@ def test_second_ctrl_c_exits_at_once(state_dir):
     os.killpg(proc.pid, signal.SIGINT)
     proc.communicate(timeout=15)
     assert proc.returncode == 130
-    time.sleep(0.5)
-    assert not any(alive(pid) for pid in workers_of(events))
+    wait_until(lambda: not any(alive(pid) for pid in workers_of(events)), 5,
+               message="the run's workers to exit")
 
 
+@pytest.mark.slow
 def test_workers_die_with_a_killed_driver(state_dir):
     """SIGKILL of the driver: its workers notice and exit by themselves."""
     proc, events = start(state_dir)
     proc.kill()
     proc.communicate(timeout=15)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(alive(p) for p in workers_of(events)):
-        time.sleep(0.1)
-    assert not any(alive(pid) for pid in workers_of(events))
+    wait_until(lambda: not any(alive(pid) for pid in workers_of(events)), 10,
+               message="the orphaned workers to exit")
     subprocess.run([*DAGRUN, "clean", "--state-dir", str(state_dir)], cwd=ROOT, check=True,
                    capture_output=True)
 
 
+@pytest.mark.slow
 def test_exit_3_when_the_lock_is_held(state_dir):
     """A second run of the same pipeline exits 3 at once, naming the holder."""
     proc, _ = start(state_dir)
@@ -198,6 +194,7 @@ def test_exit_3_when_the_lock_is_held(state_dir):
         proc.communicate(timeout=15)
 
 
+@pytest.mark.slow
 def test_help_is_fast():
     """`dagrun --help` works (and does not import numpy)."""
     done = subprocess.run(
@@ -257,6 +254,7 @@ def test_a_command_redeclaring_a_run_option_must_say_it_replaces_it():
     assert names.count("force") == 1 and "wait" in names and "options" not in names
 
 
+@pytest.mark.slow
 def test_without_dev_shm_the_run_spills_to_disk_and_says_so_once(state_dir, tmp_path):
     """With no shared memory, intermediates go to memory-mapped files; one notice; none left."""
     env = {**os.environ, "DAGRUN_SHM_DIR": str(tmp_path / "no-shm-here")}
@@ -276,12 +274,14 @@ def test_without_dev_shm_the_run_spills_to_disk_and_says_so_once(state_dir, tmp_
     assert not spill.exists() or not any(spill.iterdir())
 
 
+@pytest.mark.slow
 def test_version():
     """`dagrun --version` prints the version and exits 0."""
     done = subprocess.run([*DAGRUN, "--version"], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0 and done.stdout.startswith("dagrun ")
 
 
+@pytest.mark.slow
 def test_state_dir_naming_a_file_is_a_usage_error(tmp_path):
     """--state-dir naming a file exits 2 with a clear message, for run and for runs."""
     path = tmp_path / "afile"
@@ -292,6 +292,7 @@ def test_state_dir_naming_a_file_is_a_usage_error(tmp_path):
         assert done.returncode == 2 and "is a file, not a directory" in done.stderr
 
 
+@pytest.mark.slow
 def test_run_date_reaches_the_stage(state_dir):
     """--run-date is what a stage's `run_date: datetime.date` parameter receives."""
     done = dagrun("run", resource("dated"), "--run-date", "2026-11-03", "--log-format", "json",
@@ -303,6 +304,7 @@ def test_run_date_reaches_the_stage(state_dir):
     assert "logical date 2026-11-03 (date)" in logs
 
 
+@pytest.mark.slow
 def test_params_file_and_param_override(state_dir, tmp_path):
     """--params-file values act as --param; a --param on the command line wins."""
     toml = tmp_path / "params.toml"
@@ -315,6 +317,7 @@ def test_params_file_and_param_override(state_dir, tmp_path):
     assert overridden.returncode == 0, overridden.stderr
 
 
+@pytest.mark.slow
 def test_max_runtime_stops_the_run_with_124(state_dir):
     """A run past --max-runtime stops cleanly: exit 124, status timed_out, nothing left."""
     before = shm_entries()
@@ -325,12 +328,13 @@ def test_max_runtime_stops_the_run_with_124(state_dir):
     assert time.monotonic() - started < 30
     events = [json.loads(line) for line in done.stdout.splitlines()]
     assert events[-1]["event"] == "run_finished" and events[-1]["status"] == "timed_out"
-    time.sleep(0.2)
-    assert not any(alive(pid) for pid in workers_of(events))
+    wait_until(lambda: not any(alive(pid) for pid in workers_of(events)), 5,
+               message="the run's workers to exit")
     assert shm_entries() == before
     assert "--max-runtime" in done.stderr
 
 
+@pytest.mark.slow
 def test_readme_crontab_line_runs_as_written(tmp_path):
     """The README's crontab command, as cron would run it (\\% becomes %), exits 0."""
     line = next(x for x in (ROOT / "README.md").read_text().splitlines()

@@ -72,6 +72,7 @@ def test_timeout_stops_the_worker(method, state_dir):
     assert result.wall_s < 10
 
 
+@pytest.mark.slow
 def test_thousand_stage_chain_runs_in_order(state_dir):
     """A 1,000-stage chain finishes with every stage after its input."""
     from tests.resources.noops import chain
@@ -80,6 +81,7 @@ def test_thousand_stage_chain_runs_in_order(state_dir):
         assert result.ok and result["t999"] == 999
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_no_stage_starts_before_its_inputs_finish(seed, state_dir):
     """On a random 80-stage DAG, every task_started follows its inputs' task_finished."""

@@ -21,6 +21,8 @@ from dagrun.executors.base import Started, TaskLog
 from tests.conftest import ROOT, children, shm_entries
 from tests.test_remote import context_for, drive
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 pytest.importorskip("distributed")
 
 DASK = str(Path(sys.executable).with_name("dask"))

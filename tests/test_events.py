@@ -14,6 +14,7 @@ import pytest
 import dagrun
 from dagrun.events.log import EventLog
 from dagrun.events.summary import seconds as summary_seconds
+from tests.helpers import wait_until
 
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # anything but tab and newline
 FINISHED = dict(wall_s=0.01, cpu_s=0.01, max_rss_bytes=2**20, rss_growth_bytes=0,
@@ -126,6 +127,9 @@ def test_emit_stays_cheap(tmp_path: Path):
     assert time.process_time() - started < 1.0
 
 
+RUNNING = r"0/2 done · 1 running · 0 failed · 0 skipped · (\d+\.\d) s"
+
+
 def test_live_view_ticks_while_a_stage_runs(tmp_path: Path):
     """On a terminal the status block redraws by itself, so the clock moves during a stage."""
     out = io.StringIO()
@@ -133,16 +137,16 @@ def test_live_view_ticks_while_a_stage_runs(tmp_path: Path):
     log.emit("run_started", pipeline="p", stages=2, workers=1, executor="local", params={},
              edges=[["slow", "m"]])
     log.emit("task_started", stage="slow", attempt=1, worker_pid=1)
-    time.sleep(0.8)
+    wait_until(lambda: len(set(re.findall(RUNNING, out.getvalue()))) >= 2, 10,
+               message="the status block redrawn with a later time")
     log.emit("task_finished", stage="slow", attempt=1, worker_pid=1, **FINISHED)
     for i in range(3):
         log.emit("task_started", stage="m", attempt=1, worker_pid=1, batch=i, batches=3)
-    time.sleep(0.4)
+    wait_until(lambda: "0/3 batches" in out.getvalue(), 10, message="the batches drawn")
     log.emit("run_finished", status="succeeded", wall_s=1.2, succeeded=2, failed=0, skipped=0)
     log.close()
     text = out.getvalue()
-    assert len(set(re.findall(r"0/2 done · 1 running · 0 failed · 0 skipped · (\d+\.\d) s",
-                              text))) >= 2  # the same state, redrawn with a later time
+    assert len(set(re.findall(RUNNING, text))) >= 2  # the same state, redrawn with a later time
     assert "▶ slow" in text and "0/3 batches" in text
     assert "run succeeded in 1.20 s" in text
     assert not any("refresh" in type(t).__name__.lower()
@@ -171,6 +175,7 @@ PIPELINE = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_a_real_run_on_a_plain_console(tmp_path: Path):
     """A real run's console output is plain text ending in the summary and the final line."""
     path = tmp_path / "pipe.py"

@@ -38,6 +38,7 @@ def test_data_is_small():
     assert PHOTOS >= 6 and size < 5_000_000
 
 
+@pytest.mark.slow
 def test_images_pipeline(state_dir, tmp_path):
     """Every photo at every noise level is filtered in batches, through shared memory,
     and summarised into one Parquet row per image; denoising raises the PSNR of noisy ones."""
@@ -69,6 +70,7 @@ def test_image_kernels_are_plain_numpy():
     assert np.allclose(out[0], 128 / 255, atol=1e-3) and np.allclose(out[1], 0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_etl_pipeline(state_dir, tmp_path):
     """Generated flights are cleaned chunk by chunk, joined, aggregated and written."""
     out = tmp_path / "etl"
@@ -94,6 +96,7 @@ def test_etl_pipeline(state_dir, tmp_path):
     assert pq.read_table(out / "routes.parquet").num_rows == 20
 
 
+@pytest.mark.slow
 def test_etl_reads_a_csv_source(state_dir, tmp_path):
     """With ``source`` the fact table is read from a CSV file instead of generated."""
     airports = csv.read_csv(ROOT / "data" / "airports.csv")
@@ -110,6 +113,7 @@ def test_etl_reads_a_csv_source(state_dir, tmp_path):
     assert months == [3] and 4_500 < enriched.num_rows <= 5_000
 
 
+@pytest.mark.slow
 def test_composed_pipeline(state_dir, tmp_path):
     """One module included twice under prefixes with different bound parameters, another
     once, and stages joining them."""
@@ -133,6 +137,7 @@ def test_composed_pipeline(state_dir, tmp_path):
     assert pq.read_table(summary["images"]).num_rows == PHOTOS
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="POSIX shared memory layout")
 def test_cli_runs_the_flagship(state_dir, tmp_path):
     """``dagrun run pipelines.images`` from the repository root exits 0 and says where the

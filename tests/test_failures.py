@@ -32,6 +32,7 @@ from dagrun.executors.local import describe_exit
 from dagrun.executors.oom import OomWatch
 from dagrun.graph.build import build_graph
 from tests.conftest import ROOT, resource
+from tests.helpers import alive, wait_until
 from tests.resources.faults import ExitOnLoad, RaiseOnLoad
 
 pytestmark = pytest.mark.timeout(30)
@@ -260,23 +261,13 @@ def start_driver(
     raise AssertionError(f"tasks did not start: {events}")
 
 
-def alive(pid: int) -> bool:
-    try:
-        proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def workers_of(events: list[dict]) -> set[int]:
     return {e["worker_pid"] for e in events if e["event"] == "task_started"}
 
 
 def assert_gone(pids: set[int], within: float = 10) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline and any(alive(p) for p in pids):
-        time.sleep(0.05)
-    assert not [p for p in pids if alive(p)], "workers outlived the run"
+    wait_until(lambda: not any(alive(p) for p in pids), within,
+               message="the workers to end with the run")
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -394,6 +385,7 @@ def test_worker_init_inline_once_per_run(state_dir, tmp_path, monkeypatch):
     assert log.read_text() == f"closed {os.getpid()}\n"
 
 
+@pytest.mark.slow
 def test_worker_init_generator_torn_down_in_workers(state_dir, tmp_path, monkeypatch):
     """A generator resource's teardown runs when its worker exits at the end of the run."""
     log = tmp_path / "teardown.log"

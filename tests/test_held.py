@@ -55,6 +55,7 @@ def test_a_chain_stays_in_one_worker(how, state_dir):
     assert len(pids) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("hold_small")
 def test_writing_into_a_held_input_fails_naming_the_stage(state_dir):
     with run(["writes"], state_dir=state_dir) as result:
@@ -64,6 +65,7 @@ def test_writing_into_a_held_input_fails_naming_the_stage(state_dir):
     assert "'writes'" in message
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("hold_small")
 def test_an_in_place_array_and_a_table_stay_in_their_worker(state_dir):
     with run(["in_place_sum", "table_rows"], state_dir=state_dir) as result:
@@ -75,6 +77,7 @@ def test_an_in_place_array_and_a_table_stay_in_their_worker(state_dir):
     assert done["in_place"]["worker_pid"] == done["in_place_sum"]["worker_pid"]
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("hold_small")
 def test_a_crash_of_the_consumer_is_its_own_failure(state_dir):
     with run(["crashes"], state_dir=state_dir) as result:
@@ -83,6 +86,7 @@ def test_a_crash_of_the_consumer_is_its_own_failure(state_dir):
         assert finished(result)["made"]["transport"] == "worker"
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("hold_small")
 @pytest.mark.parametrize(
     ("targets", "stage", "options"),
@@ -101,6 +105,7 @@ def test_other_cases_use_shared_memory(targets, stage, options, state_dir):
         assert finished(result)[stage]["transport"] == "shm"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("setting", ["off", str(1 << 30)])
 def test_the_threshold_comes_from_the_environment(setting, monkeypatch, state_dir):
     monkeypatch.setenv("DAGRUN_HOLD_MIN", setting)
@@ -120,6 +125,7 @@ def test_a_bad_threshold_is_a_usage_error(monkeypatch, state_dir):
         run(["summary"], state_dir=state_dir)
 
 
+@pytest.mark.slow
 def test_a_consumer_goes_to_the_idle_worker_that_wrote_its_input(state_dir):
     # ``late`` finishes last, so its worker is the one that went idle last;
     # ``joined`` still goes to the worker that wrote ``made`` (8 MiB, mapped there).
@@ -155,6 +161,7 @@ def test_a_reader_in_the_writing_process_shares_the_writers_mapping(tmp_path):
         owner.close()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("hold_small")
 def test_an_array_referenced_elsewhere_stays_the_producers_own(state_dir):
     """An array its module still holds is held all the same: its consumer reads a

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from dagrun.errors import UsageError
 from dagrun.events.history import RunRecord, driver_alive, find_run
 from dagrun.jobs.retention import runs_to_prune
 from tests.conftest import ROOT, resource
+from tests.helpers import wait_until
 
 DAGRUN = [sys.executable, "-m", "dagrun"]
 
@@ -26,6 +26,7 @@ def dagrun(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
                           cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_sigkilled_run_is_lost_and_its_lock_is_taken_over(state_dir):
     """A SIGKILLed driver's run shows as lost; the next run takes its lock and succeeds."""
     proc = subprocess.Popen(
@@ -51,9 +52,8 @@ def test_sigkilled_run_is_lost_and_its_lock_is_taken_over(state_dir):
     again = dagrun("run", resource("long_running"), "-p", "seconds=0.1", "--state-dir",
                    str(state_dir))
     assert again.returncode == 0, again.stderr
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(driver_alive(p, None) for p in workers):
-        time.sleep(0.1)
+    wait_until(lambda: not any(driver_alive(p, None) for p in workers), 10,
+               message="the killed run's workers to exit")
     dagrun("clean", "--state-dir", str(state_dir))
 
 
@@ -64,6 +64,7 @@ def test_driver_alive_rejects_a_process_started_after_the_run():
     assert not driver_alive(os.getpid(), long_ago)
 
 
+@pytest.mark.slow
 def test_show_by_prefix_filters_and_details(state_dir):
     """`runs show` takes a unique prefix; an ambiguous one is a clear error; filters work."""
     ok = dagrun("run", resource("hello"), "-p", "name=ada", "--state-dir", str(state_dir))
@@ -108,6 +109,7 @@ def test_retention_keeps_n_per_pipeline_and_spares_running_runs():
     assert runs_to_prune(records, keep=1, pipeline="b", now=now) == []
 
 
+@pytest.mark.slow
 def test_clean_runs_older_than(state_dir):
     """`clean --runs --older-than` keeps recent runs; `--older-than` alone is a usage error."""
     assert dagrun("run", resource("hello"), "--state-dir", str(state_dir)).returncode == 0
@@ -119,6 +121,7 @@ def test_clean_runs_older_than(state_dir):
     assert gone.returncode == 0 and not list((state_dir / "runs").iterdir())
 
 
+@pytest.mark.slow
 def test_a_hyphenated_file_keeps_its_name(state_dir, tmp_path):
     """A pipeline file `my-pipeline.py` is listed as my-pipeline, not a module alias."""
     path = tmp_path / "my-pipeline.py"

@@ -13,6 +13,8 @@ import pytest
 import dagrun
 from tests.conftest import ROOT, resource
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 
 def _run(state: Path, trace: Path, **kwargs):
     params = {"trace": str(trace), **kwargs.pop("params", {})}

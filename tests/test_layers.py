@@ -8,6 +8,7 @@ from pathlib import Path
 
 import grimp
 import networkx as nx
+import pytest
 
 import dagrun
 
@@ -25,6 +26,7 @@ def test_no_module_imports_itself_through_others():
     assert list(nx.simple_cycles(edges)) == []
 
 
+@pytest.mark.slow
 def test_layers_hold():
     """`lint-imports` keeps every contract in pyproject.toml."""
     linter = Path(sys.executable).parent / "lint-imports"

@@ -19,6 +19,7 @@ from dagrun.executors.base import Started, TaskLog, TaskOutcome, TaskSpec
 from dagrun.executors.local import LocalExecutor
 from dagrun.pipeline.pipeline import ModuleSource
 from dagrun.settings import Tuning
+from tests.helpers import wait_until
 from tests.resources import local_faults, output
 
 pytestmark = pytest.mark.timeout(60)
@@ -85,9 +86,7 @@ def test_a_result_written_just_before_death_is_an_outcome(method, pool):
     assert pid is not None
     time.sleep(1.5 if method == "fork" else 3.0)  # the result is in the pipe by now
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while not zombie(pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: zombie(pid), 5, message="the killed worker to die")
     outcome = p.outcome("chatty_result")
     assert outcome.ok, outcome.error
     logs = [e for e in p.events if isinstance(e, TaskLog)]
@@ -96,6 +95,7 @@ def test_a_result_written_just_before_death_is_an_outcome(method, pool):
         p.events.index(e) < p.events.index(outcome) for e in logs)
 
 
+@pytest.mark.slow
 def test_a_worker_that_never_gets_ready_is_bounded(pool):
     """A task without a timeout still fails when its worker's imports hang past the bound."""
     p = pool(sources=[ModuleSource("tests.resources.slow_import")],
@@ -108,6 +108,7 @@ def test_a_worker_that_never_gets_ready_is_bounded(pool):
     assert "did not finish starting up within 1 s" in outcome.error.message
 
 
+@pytest.mark.slow
 def test_writers_map_is_pruned_on_release_and_death(pool):
     """Large segments leave the writers map when released, or when their writer dies."""
     p = pool(workers=2)
@@ -139,19 +140,16 @@ def test_a_task_that_cannot_start_names_no_pid(pool):
     assert not [e for e in p.events if isinstance(e, Started)]
 
 
+@pytest.mark.slow
 def test_kill_all_only_signals(pool):
     """kill_all returns at once and reaps nothing, not even a worker that already died."""
     p = pool(workers=3)
     pids = [p.submit("hangs"), p.submit("hangs"), p.submit("exits")]
-    deadline = time.monotonic() + 10
-    while not zombie(pids[2]) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: zombie(pids[2]), 10, message="the exiting worker to exit")
     started = time.monotonic()
     p.exe.kill_all()
     assert time.monotonic() - started < 0.05
-    deadline = time.monotonic() + 5
-    while not all(zombie(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: all(zombie(pid) for pid in pids), 5, message="every worker to die")
     # every one is dead and still unreaped: the loop's wait() reaps them, not kill_all
     assert all(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE for pid in pids)
 
@@ -213,6 +211,7 @@ def test_inbox_reassembles_messages_split_and_joined_across_reads():
     assert got == [*messages, long_form]
 
 
+@pytest.mark.slow
 def test_wait_hands_over_its_events(pool):
     """The list ``wait`` returns is the caller's: later events go to the next call only
     (the pool's parts share one events list, kept and emptied, never handed out)."""

@@ -49,6 +49,7 @@ def test_results_keep_the_input_order(how, state_dir):
         assert result["row_sums"] == [row_sum(r) for r in range(10)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("rows", "batch_size"), [(10, 3), (10, 10), (10, 1), (7, 100)])
 def test_batches_are_ceil_n_over_batch_size(rows, batch_size, state_dir):
     """A mapped stage runs ceil(n / batch_size) batches, each logging its index and items."""
@@ -69,6 +70,7 @@ def test_batches_are_ceil_n_over_batch_size(rows, batch_size, state_dir):
     assert items == {b: min(batch_size, rows - b * batch_size) for b in range(count)}
 
 
+@pytest.mark.slow
 def test_automatic_batch_size_gives_about_four_batches_per_worker(state_dir):
     """Without batch_size a stage over n elements runs ceil(n / ceil(n / (4 * workers)))
     batches."""
@@ -106,6 +108,7 @@ def test_a_failing_element_names_its_index(how, state_dir):
     assert [e["batch"] for e in failed] == [3]  # batch_size 2: elements 6 and 7
 
 
+@pytest.mark.slow
 def test_a_failing_chunk_names_its_rows(state_dir):
     """Over a table, the error names the failing chunk's row range."""
     with run("map_tables", state_dir=state_dir, params={"bad_id": 6500},
@@ -113,6 +116,7 @@ def test_a_failing_chunk_names_its_rows(state_dir):
         assert "rows 6000..8999 of 'events'" in str(result.errors["fragile"])
 
 
+@pytest.mark.slow
 def test_retries_rerun_the_failed_batch(state_dir, tmp_path):
     """A retried batch runs again whole; the result is complete and in order."""
     marker = tmp_path / "failed-once"
@@ -133,6 +137,7 @@ def doubled(many: int) -> int:
     return 2 * many
 
 
+@pytest.mark.slow
 def test_each_batch_of_a_large_list_carries_only_its_own_elements(state_dir):
     """A list too large to travel inside its handle (in shared memory) is read once by the
     driver: each batch's task gets, and reports as its input, only its own elements."""
@@ -164,6 +169,7 @@ def test_array_elements_are_views_of_the_shared_input(how, state_dir):
     assert [b - a for a, b in zip(offsets, offsets[1:], strict=False)] == [COLS * 8] * 9
 
 
+@pytest.mark.slow
 def test_table_chunks_are_slices_of_the_mapped_table(state_dir):
     """Over an Arrow table each call gets a Table slice of its rows; its buffers are the
     whole column's (an offset into them), and slicing allocates nothing."""
@@ -178,6 +184,7 @@ def test_table_chunks_are_slices_of_the_mapped_table(state_dir):
     assert all(c["allocated_by_slice"] == 0 for c in seen)
 
 
+@pytest.mark.slow
 def test_large_element_results_travel_through_shared_memory(state_dir):
     """Each element's own large result goes through the zero-copy transport."""
     with run("map_arrays", state_dir=state_dir, params={"rows": 6},
@@ -213,6 +220,7 @@ def test_concatenated_tables(how, state_dir):
         assert batches.num_rows == 10_000 and batches["id"].to_pylist() == list(range(10_000))
 
 
+@pytest.mark.slow
 def test_pandas_frames_map_over_row_chunks(state_dir):
     """A pandas frame is mapped over row slices that keep their index, then concatenated."""
     with run("map_tables", state_dir=state_dir, params={"rows": 10_000},
@@ -273,6 +281,7 @@ def test_every_kind_joins_like_a_vectorised_function():
     assert concatenate(items) == [str(x) for x in range(10)]
 
 
+@pytest.mark.slow
 def test_map_over_joined_results_splits_by_rows(state_dir):
     """Mapping over a concat=True map stage sees its rows, not its per-element results."""
     with run("map_chain", state_dir=state_dir, targets=["pairs", "row_sums"]) as result:

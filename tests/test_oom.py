@@ -18,6 +18,8 @@ import pytest
 
 from tests.conftest import ROOT, resource
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 LIMIT = 700 << 20
 
 

@@ -122,6 +122,7 @@ def test_a_dying_worker_delivers_its_last_lines(method, name, said, how, tmp_pat
     assert f"last words {said}" in outcome.error.message
 
 
+@pytest.mark.slow
 def test_a_timed_out_task_delivers_its_last_lines(tmp_path):
     """A task stopped at its timeout still reports what it printed, also in its error."""
     events = run_tasks(local("fork"), ["hangs_after_printing"], tmp_path, timeout=1.0)

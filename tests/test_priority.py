@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+import pytest
+
 from tests.conftest import run_resource
 
 
@@ -25,6 +27,7 @@ def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
     return min(a[1], b[1]) - max(a[0], b[0])
 
 
+@pytest.mark.slow
 def test_the_head_of_the_longest_path_starts_first(state_dir):
     """With one worker and two ready stages, the one leading the longer chain goes first."""
     with run_resource("priority", state_dir=state_dir, workers=1) as result:
@@ -35,6 +38,7 @@ def test_the_head_of_the_longest_path_starts_first(state_dir):
     assert started[0]["priority"] > next(e for e in started if e["stage"] == "a_short")["priority"]
 
 
+@pytest.mark.slow
 def test_history_gives_the_next_run_its_estimates(state_dir):
     """A second run's task_started carries the stage's time measured by the first."""
     run_resource("priority", state_dir=state_dir, workers=1, no_cache=True).close()
@@ -44,6 +48,7 @@ def test_history_gives_the_next_run_its_estimates(state_dir):
     assert next(e for e in started if e["stage"] == "a_short")["estimate_s"] >= 0.04
 
 
+@pytest.mark.slow
 def test_admission_keeps_big_stages_apart_and_lets_small_ones_share(state_dir):
     """Under a 1 GiB budget two 600 MiB stages never overlap; small ones run beside them."""
     with run_resource("admission", state_dir=state_dir, workers=2, memory="1G") as result:

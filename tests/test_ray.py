@@ -15,6 +15,8 @@ from tests.conftest import children, shm_entries
 from tests.test_dask import interrupt
 from tests.test_remote import context_for, drive
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 ray = pytest.importorskip("ray")
 
 

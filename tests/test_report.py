@@ -84,6 +84,7 @@ def attempts(events: list[dict]) -> int:
     return sum(e["event"] in ("task_finished", "task_failed") for e in events)
 
 
+@pytest.mark.slow
 def test_report_renders_in_chromium(ran: tuple[Path, str], tmp_path: Path):
     """The page loads offline without a console error and draws every task and stage."""
     if not CHROMIUM.exists():
@@ -123,6 +124,7 @@ def test_report_renders_in_chromium(ran: tuple[Path, str], tmp_path: Path):
     shutil.copyfile(shot, SCREENSHOT_COPY)
 
 
+@pytest.mark.slow
 def test_trace_has_a_complete_event_per_task(ran: tuple[Path, str]):
     """Each task attempt is an "X" event in microseconds on its worker's pid and tid."""
     state, run_id = ran
@@ -142,6 +144,7 @@ def test_trace_has_a_complete_event_per_task(ran: tuple[Path, str]):
     assert {e["cat"] for e in complete} == {"succeeded", "failed", "retried"}
 
 
+@pytest.mark.slow
 def test_report_command_writes_html_and_trace(ran: tuple[Path, str], tmp_path: Path):
     """``dagrun report PREFIX -o FILE --trace FILE`` writes both files and names them."""
     state, run_id = ran
@@ -154,6 +157,7 @@ def test_report_command_writes_html_and_trace(ran: tuple[Path, str], tmp_path: P
     assert json.loads(trace.read_text())["traceEvents"]
 
 
+@pytest.mark.slow
 def test_report_command_defaults_to_the_latest_run(ran: tuple[Path, str]):
     """With no run id the latest run's report goes into its own directory."""
     state, run_id = ran
@@ -162,6 +166,7 @@ def test_report_command_defaults_to_the_latest_run(ran: tuple[Path, str]):
     assert (state / "runs" / run_id / "report.html").exists()
 
 
+@pytest.mark.slow
 def test_report_from_a_copied_run_directory(ran: tuple[Path, str], tmp_path: Path):
     """A run directory copied elsewhere makes the same report: only events.jsonl is read."""
     state, run_id = ran
@@ -173,6 +178,7 @@ def test_report_from_a_copied_run_directory(ran: tuple[Path, str], tmp_path: Pat
     assert out.read_text().count("data-task=") == attempts(read_events(copy / "events.jsonl"))
 
 
+@pytest.mark.slow
 def test_unknown_and_ambiguous_run_ids_are_usage_errors(ran: tuple[Path, str]):
     """An id that matches no run, or several, exits 2 and says what to do."""
     state, run_id = ran

@@ -24,6 +24,7 @@ def finished(result) -> dict[str, dict]:
     return {e["stage"]: e for e in events if e["event"] == "task_finished"}
 
 
+@pytest.mark.slow
 def test_a_returned_array_is_copied_once(state_dir):
     """A returned 128 MiB array costs itself and one copy in the worker, no more."""
     with run_resource("returned", state_dir=state_dir, workers=1,
@@ -35,6 +36,7 @@ def test_a_returned_array_is_copied_once(state_dir):
     assert grew < 288 * MiB, grew / MiB  # the array and its copy: 256 MiB
 
 
+@pytest.mark.slow
 def test_an_array_still_referenced_elsewhere_is_left_intact(state_dir):
     with run_resource("returned", state_dir=state_dir, workers=1,
                       targets=["kept_intact"]) as result:

@@ -157,6 +157,7 @@ def test_nothing_of_the_run_outlives_close(how, state_dir):
 
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pipeline", ["hello", "failing"])
 def test_the_collector_is_as_the_run_found_it(pipeline, state_dir):
     """A run freezes what exists and collects less often while it runs; after it ends,
@@ -177,6 +178,7 @@ def collector_settings() -> tuple[int, ...]:
     return gc.get_threshold()
 
 
+@pytest.mark.slow
 def test_stages_run_under_the_callers_collector_settings(state_dir):
     """A worker forked while the driver collects less often collects as the caller does."""
     import gc
@@ -186,6 +188,7 @@ def test_stages_run_under_the_callers_collector_settings(state_dir):
         assert result["collector_settings"] == gc.get_threshold()
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_freed_without_the_cycle_collector(state_dir):
     """Once a run's result is closed, reference counting frees the run: nothing of it (graph,
     plan, handles, summary rows) waits for a full collection, which in a long-lived process

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import subprocess
@@ -16,6 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, resource, shm_entries
+from tests.helpers import alive, wait_until
+
+pytestmark = pytest.mark.slow  # every test here starts processes
 
 DAGRUN = [sys.executable, "-m", "dagrun"]
 EVERY_SECOND = "* * * * * *"
@@ -75,15 +77,6 @@ def run_events(state_dir: Path, run_id: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def test_ticks_with_a_slow_run_never_overlap_and_apply_catch_up_last(state_dir, tmp_path):
     """Ticks passing during a slow run are missed; policy last runs the newest; no overlap."""
     sched = Scheduler(state_dir, "slow_once", "-p", f"marker={tmp_path / 'slow'}",
@@ -135,8 +128,8 @@ def test_sigterm_during_a_run(graceful, code, state_dir):
     assert done["status"] == ("succeeded" if graceful else "interrupted")
     assert _events(run_dir)[-1]["event"] == "run_finished"
     assert len(sched.of("schedule_run")) == 1  # no new run started after the signal
-    time.sleep(0.2)
-    assert not any(alive(pid) for pid in workers)
+    wait_until(lambda: not any(alive(pid) for pid in workers), 5,
+               message="the run's workers to exit")
     assert shm_entries() == before
 
 
@@ -145,8 +138,7 @@ def _events(run_dir: Path) -> list[dict]:
 
 
 def _wait_for_tasks(state_dir: Path, count: int, timeout: float = 30) -> Path:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def started_run() -> Path | None:
         for run_dir in (state_dir / "runs").glob("*") if (state_dir / "runs").exists() else []:
             try:
                 started = [e for e in _events(run_dir) if e["event"] == "task_started"]
@@ -154,8 +146,9 @@ def _wait_for_tasks(state_dir: Path, count: int, timeout: float = 30) -> Path:
                 continue
             if len(started) >= count:
                 return run_dir
-        time.sleep(0.05)
-    raise AssertionError("the run's tasks did not start")
+        return None
+
+    return wait_until(started_run, timeout, message=f"a run with {count} tasks started")
 
 
 def test_restart_knows_what_it_missed_policy_none(state_dir):

@@ -20,6 +20,8 @@ import pytest
 
 from tests.conftest import ROOT, resource
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 DAGRUN = str(Path(sys.executable).with_name("dagrun"))  # the interpreter running the tests
 SLOW = resource("slow_phases")
 CODES = [pytest.param(signal.SIGINT, 130, id="int"), pytest.param(signal.SIGTERM, 143, id="term")]

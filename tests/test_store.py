@@ -174,6 +174,7 @@ def _assert_report(report: dict[str, Any], handle: Any, config: StoreConfig) -> 
         assert report["shares_root"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(ARRAYS))
 def test_array_round_trip_fork(name: str, config: StoreConfig) -> None:
     """A numpy array of each dtype/layout reaches a forked consumer mapped read-only."""
@@ -188,6 +189,7 @@ def test_array_round_trip_fork(name: str, config: StoreConfig) -> None:
         consumer.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(OTHERS))
 def test_other_round_trip_fork(name: str, config: StoreConfig) -> None:
     """Arrow, frames, containers and small values pick their transport and round-trip."""
@@ -204,6 +206,7 @@ def test_other_round_trip_fork(name: str, config: StoreConfig) -> None:
         consumer.stop()
 
 
+@pytest.mark.slow
 def test_whole_matrix_spawn(config: StoreConfig) -> None:
     """Every value of the matrix also round-trips to a spawned consumer."""
     consumer = Consumer("spawn")

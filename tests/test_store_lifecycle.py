@@ -229,6 +229,7 @@ def _driver(state_dir: str, shm_dir: str, conn: Any) -> None:
     signal.pause()
 
 
+@pytest.mark.slow
 def test_clean_orphans_removes_a_killed_drivers_segments(
     run: tuple[StoreConfig, Store], tmp_path: Path
 ) -> None:
@@ -321,6 +322,7 @@ def _decode_in_child(handle: Any, config: StoreConfig) -> None:
     os._exit(0)
 
 
+@pytest.mark.slow
 def test_forked_child_does_not_release_the_parents_lock(run: tuple[StoreConfig, Store]) -> None:
     """A child forked while the parent holds a view cannot drop the parent's hold."""
     config, store = run

@@ -151,6 +151,7 @@ def test_format_summary_is_a_short_plain_table():
     assert all(ord(ch) >= 32 for ch in text.replace("\n", ""))
 
 
+@pytest.mark.slow
 def test_a_runs_summary_rows_are_those_its_events_give(state_dir, tmp_path):
     """The rows the runner keeps as it writes events equal those computed from the events
     file afterwards: a map, a crashed batch retried, a stage left out of the targets."""

@@ -159,6 +159,7 @@ def test_a_param_named_like_a_stage_is_explained():
     assert any("'greeting' is a stage, not a parameter" in p for p in problems), problems
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["validate", "run", "list", "graph"])
 def test_every_command_exits_2_before_running(command, tmp_path):
     """Each command reports late_errors.py as invalid with exit 2 and no traceback."""
@@ -175,6 +176,7 @@ def test_every_command_exits_2_before_running(command, tmp_path):
     assert "is a generator function" in done.stderr
 
 
+@pytest.mark.slow
 def test_odd_inputs_never_reach_an_internal_error(tmp_path):
     """Odd pipelines and arguments are usage errors (exit 2), never 'a bug in dagrun'."""
     import subprocess
