@@ -36,6 +36,7 @@ browser:
 
 test: $(STAMP) browser
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory test-313
 
@@ -65,6 +66,7 @@ bench: $(BENCH_STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check dagrun tests pipelines
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) $(VENV313) .dagrun .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV313) .dagrun .pytest_cache .ruff_cache .mypy_cache

@@ -181,3 +181,30 @@ def test_an_interrupt_stops_the_run_and_raises(scripted, state_dir):
     events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
     assert events[-1]["event"] == "run_finished" and events[-1]["status"] == "interrupted"
     assert ("sink", 1) not in made[0].submitted
+
+
+class _Partial:
+    """An executor written to the old, shorter protocol: no cache, chaining or prefetch."""
+
+    name = "partial"
+
+    def __init__(self, context: ExecutorContext) -> None:
+        self.workers = context.workers
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_an_executor_lacking_protocol_members_is_refused_by_name(state_dir):
+    """A registered executor missing members of the protocol is a UsageError naming them,
+    raised before any stage runs; what it built is closed."""
+    built: list[_Partial] = []
+    executors.register("partial", lambda context: built.append(_Partial(context)) or built[-1])
+    try:
+        with pytest.raises(dagrun.UsageError, match=r"lacks .*could_chain.*Capabilities"):
+            dagrun.run(Pipeline([source]), executor="partial", state_dir=state_dir,
+                       log_format="none")
+    finally:
+        executors._registered.pop("partial", None)
+    assert built and built[0].closed

@@ -233,9 +233,15 @@ class Planner:
     def unreserve(self, key: TaskKey) -> None:
         self.reserved.pop(key, None)
 
+    def _mapped_length(self, name: str) -> int:
+        """How many elements the mapped input of stage ``name`` holds."""
+        node = self.graph.nodes[name]
+        assert node.map_input is not None  # only a mapped stage has batches
+        return self.ledger[node.inputs[node.map_input]].length or 0
+
     def batch_size(self, name: str) -> int:
         node = self.graph.nodes[name]
-        length = self.ledger[node.inputs[node.map_input]].length or 0  # type: ignore[index]
+        length = self._mapped_length(name)
         return node.stage.options.batch_size or policies.auto_batch_size(
             length, self.options.workers, self.tuning.tasks_per_worker
         )
@@ -339,8 +345,7 @@ class Planner:
         items = None
         if key.batch is not None:
             items = policies.batch_ranges(
-                self.ledger[self.graph.nodes[key.stage].inputs[
-                    self.graph.nodes[key.stage].map_input]].length or 0,  # type: ignore[index]
+                self._mapped_length(key.stage),
                 self.batch_size(key.stage),
             )[key.batch]
         spec = self.task(key, outcome.attempt + 1, items=items)

@@ -92,8 +92,11 @@ class RunEnds:
         self.edges: list[tuple[str, str]] = []  # the selected DAG's, as ``run_started`` says
         self.started_time = time.time()  # when ``run_started`` was stamped
 
-    def start(self, run_date: date | datetime | None) -> None:
-        """``run_started``, then a ``not_selected`` skip for each stage left out."""
+    def start(self, run_date: date | datetime | None, start_method: str | None) -> None:
+        """``run_started``, then a ``not_selected`` skip for each stage left out.
+
+        ``start_method`` is the executor's, where it starts worker processes itself.
+        """
         graph, options = self.graph, self.options
         selected = set(graph.selected)
         try:
@@ -109,7 +112,7 @@ class RunEnds:
             stages=len(graph.selected),
             workers=options.workers,
             executor=options.executor,
-            start_method=options.start_method if options.executor == "local" else None,
+            start_method=start_method,
             targets=list(graph.targets),
             edges=[list(edge) for edge in self.edges],
             params=params,

@@ -150,12 +150,12 @@ class _Run:
                                   self.exe)
             self.scheduler, self.plan = planning.start(self.graph, self.options, self.ledger,
                                                        self.exe, cache)
-            self.guard = SignalGuard(self._emergency_stop, raise_at_once=self.exe.name == "inline")
+            self.guard = SignalGuard(self._emergency_stop, raise_at_once=self.exe.in_driver)
             if self.collector is not None:
                 self.collector.freeze()
             with self.guard:
                 try:
-                    self.ends.start(self.run_date)
+                    self.ends.start(self.run_date, self.exe.start_method)
                     self._loop()
                     status = "failed" if self.plan.errors else "succeeded"
                 except (Interrupted, RunTimedOut) as exc:
@@ -175,7 +175,8 @@ class _Run:
             cache=self.plan.cache, errors=self.plan.errors, tally=self.scheduler.tally())
 
     def _loop(self) -> None:
-        assert self.guard is not None
+        assert self.guard is not None and self.exe is not None
+        exe = self.exe
         plan, scheduler = self.plan, self.scheduler
         every = self.options.tuning.events_flush_s
         flushed = 0.0
@@ -191,7 +192,7 @@ class _Run:
             else:  # flushed just now: the next flush is due soon, or as soon as nothing happens
                 due = flushed + every - now
                 timeout = due if timeout is None else min(timeout, due)
-            for event in self.exe.wait(timeout, self.guard.wake_fd):
+            for event in exe.wait(timeout, self.guard.wake_fd):
                 if isinstance(event, TaskOutcome):
                     self._on_outcome(event)
                 elif isinstance(event, Started):
@@ -242,16 +243,17 @@ class _Run:
             self._failed(TaskKey(stage), decision.info)
 
     def _dispatch(self) -> None:
-        plan = self.plan
-        while plan.queue and self.exe.free_slots() > 0:
+        plan, exe = self.plan, self.exe
+        assert exe is not None
+        while plan.queue and exe.free_slots() > 0:
             spec = plan.pop_admitted()
             if spec is None:
                 return  # the memory budget holds the rest back until a task ends
             plan.reserve(spec)
-            worker = self.exe.submit(spec)
+            worker = exe.submit(spec)
             if worker is not None:  # else queued in a worker: ``Started`` comes later
                 self._on_started(spec, worker, None)
-            elif self.exe.chains:  # an engine: chain ahead of the start
+            elif exe.chains:  # an engine: chain ahead of the start
                 plan.chain_after(spec)
 
     def _on_started(self, spec: TaskSpec, worker: int | str, host: str | None) -> None:
@@ -268,17 +270,18 @@ class _Run:
 
     # -- outcomes --------------------------------------------------------
     def _on_outcome(self, outcome: TaskOutcome) -> None:
-        key, plan = outcome.key, self.plan
+        key, plan, exe = outcome.key, self.plan, self.exe
+        assert exe is not None
         plan.unreserve(key)
         if outcome.error is not None:
             self._on_error(outcome, outcome.error)
             return
         assert outcome.handle is not None
         if not self.scheduler.is_running(key.stage):
-            self.exe.release(outcome.handle)  # the stage failed or was dropped meanwhile
+            exe.release(outcome.handle)  # the stage failed or was dropped meanwhile
             return
         self.report.finished(outcome)
-        notice = self.exe.notice(outcome.handle)
+        notice = exe.notice(outcome.handle)
         if notice is not None:  # said once per run
             self.report.notice("store_fallback", key.stage, message=notice)
         self.ledger.record(key.stage, key.batch, outcome.handle)

@@ -115,12 +115,13 @@ class TaskSpec(ByPosition):
     first: int = 0  # the mapped input holds elements [first, ...): only this batch's slice
 
 
-    def resolved(self, handle: Handle) -> TaskSpec:
+    def resolved(self, handle: Ref) -> TaskSpec:
         """This chained task with its ``Pending`` input replaced by the result's handle.
 
         It became ready just now, so its queue wait starts now.
         """
-        inputs = {p: handle if isinstance(o, Pending) else o for p, o in self.inputs.items()}
+        inputs: dict[str, Output | Pending] = {
+            p: handle if isinstance(o, Pending) else o for p, o in self.inputs.items()}
         return dataclasses.replace(self, inputs=inputs, after=None, submitted_at=time.time())
 
 
@@ -227,6 +228,8 @@ class Executor(Protocol):
     workers: int
     config: StoreConfig  # where this run's intermediates live on this machine
     chains: bool  # takes a chained task before its input exists (the engine runs it when ready)
+    in_driver: bool  # runs tasks in the driver's own process: a signal may raise inside one
+    start_method: str | None  # how its worker processes start, where it starts them
 
     def free_slots(self) -> int:
         """How many more tasks can be submitted right now."""
@@ -301,6 +304,8 @@ class Capabilities:
     no chaining ahead of a start, reads one at a time, no remark, the cache shared."""
 
     chains = False
+    in_driver = False
+    start_method: str | None = None
 
     def could_chain(self, after: TaskKey) -> bool:
         return True  # ``chain`` itself says whether it took the task
@@ -316,8 +321,8 @@ class Capabilities:
 
 
 EXECUTOR_MEMBERS = (
-    "name", "workers", "config", "chains", "free_slots", "could_chain", "submit", "chain",
-    "wait", "release", "read", "prefetch", "notice", "shares_cache", "from_cache", "shutdown",
-    "kill_all", "close",
+    "name", "workers", "config", "chains", "in_driver", "start_method", "free_slots",
+    "could_chain", "submit", "chain", "wait", "release", "read", "prefetch", "notice",
+    "shares_cache", "from_cache", "shutdown", "kill_all", "close",
 )
 """What ``executors.create`` checks a new executor has."""

@@ -39,6 +39,7 @@ class InlineExecutor(MachineValues, Capabilities):
 
     name = "inline"
     workers = 1
+    in_driver = True
 
     def __init__(
         self,

@@ -25,8 +25,9 @@ class MachineValues:
         self.config = config
         self.store = store.Store(config)
 
-    def release(self, ref: Handle) -> None:
-        self.store.release(ref)
+    def release(self, ref: Ref) -> None:
+        if isinstance(ref, Handle):  # this machine's store holds nothing else
+            self.store.release(ref)
 
     def read(self, ref: Handle, stage: str) -> Decoded:
         return store.decode(ref, self.config, stage)

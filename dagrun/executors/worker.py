@@ -50,7 +50,7 @@ from ..pipeline.resources import Resources
 from ..store import Decoded, Handle, StoreConfig
 from ..values import concatenate, row_chunk, stack_batch
 from ..values import rows as _rows
-from .base import Batched, ErrorInfo, Output, TaskMetrics, TaskOutcome, TaskSpec
+from .base import Batched, ErrorInfo, Output, Pending, TaskMetrics, TaskOutcome, TaskSpec
 
 _PACKAGE = str(Path(__file__).resolve().parent.parent)
 # What numpy (and memoryview) say when a write meets a read-only buffer: only
@@ -201,6 +201,8 @@ class StoreEdges:
             return
         stage = self.spec.key.stage
         for pname, output in inputs.items():
+            if isinstance(output, Pending):
+                raise _not_stored(output)
             kwargs[pname] = _load(output, self.config, stage, self.opened, pname)
             self.input_bytes += output.nbytes
 
@@ -280,12 +282,16 @@ def _load(
     output: Output, config: StoreConfig, stage: str, opened: list[Decoded], pname: str
 ) -> Any:
     try:
-        if not isinstance(output, Batched):
+        if isinstance(output, Handle):
             decoded = store.decode(output, config, stage)
             opened.append(decoded)
             return decoded.value
+        if not isinstance(output, Batched):
+            raise _not_stored(output)
         parts: list[Any] = []
         for handle in output.handles:
+            if not isinstance(handle, Handle):
+                raise _not_stored(handle)
             decoded = store.decode(handle, config, stage)
             opened.append(decoded)
             parts.extend(decoded.value)
@@ -293,6 +299,12 @@ def _load(
     except Exception as exc:
         exc.add_note(f"while reading input {pname!r} of stage {stage!r}")
         raise
+
+
+def _not_stored(output: object) -> TypeError:
+    # A chained input is resolved, and an engine's reference read by the engine's own
+    # edges, before a task reaches the store's edges: this is a bug in an executor.
+    return TypeError(f"{output!r} is not a value in this machine's store")
 
 
 def _resource(resources: Resources | None, name: str) -> Any:
@@ -341,8 +353,9 @@ def _describe(exc: BaseException, stage: str, kind: str) -> ErrorInfo:
         message = f"the stage called sys.exit({_text(exc.code, repr)})"
     elif isinstance(exc, KeyboardInterrupt):
         message = "the stage raised KeyboardInterrupt (Ctrl-C is handled by the driver)"
+    blob: bytes | None
     try:
-        blob: bytes | None = pickle.dumps(exc, protocol=5)
+        blob = pickle.dumps(exc, protocol=5)
         pickle.loads(blob)
     except Exception:  # noqa: BLE001 - an exception that does not pickle is still reported
         blob = None

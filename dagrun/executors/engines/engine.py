@@ -175,8 +175,8 @@ class EngineExecutor(Capabilities):
         events, self._events = self._events, []
         return events
 
-    def release(self, ref: Any) -> None:
-        holder = self._values.pop(getattr(ref, "key", None), None)
+    def release(self, ref: Ref) -> None:
+        holder = self._values.pop(ref.key, None) if isinstance(ref, RemoteRef) else None
         if holder is not None:
             self._drop(holder)
 
@@ -192,7 +192,7 @@ class EngineExecutor(Capabilities):
 
     def prefetch(self, refs: Sequence[Ref]) -> None:
         """Bring several requested outputs over in one round trip (``read`` then has them)."""
-        keys = [r.key for r in refs if getattr(r, "key", None) in self._values]
+        keys = [r.key for r in refs if isinstance(r, RemoteRef) and r.key in self._values]
         if keys:
             values = self._fetch_many([self._values[k] for k in keys])
             self._fetched.update(zip(keys, values, strict=True))

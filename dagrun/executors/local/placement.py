@@ -21,13 +21,13 @@ writer dies, so it holds only live segments.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from ...store import HELD, Handle
 from ...store.config import segment_refs
-from ..base import Output, Ref, TaskSpec, output_handles
+from ..base import Batched, Output, Ref, TaskSpec, output_handles
 
 
 class WorkerView(NamedTuple):
@@ -68,6 +68,13 @@ def held_by(spec: TaskSpec) -> int | None:
     return None
 
 
+class WrittenBy(Protocol):
+    """Which worker wrote a segment: ``Writers``, or a plain dict in a test."""
+
+    def __len__(self) -> int: ...
+    def get(self, name: str, default: int | None = None, /) -> int | None: ...
+
+
 def place(
     spec: TaskSpec,
     idle: Sequence[int],
@@ -75,7 +82,7 @@ def place(
     *,
     size: int,
     limits: Limits,
-    writers: Mapping[str, int],
+    writers: WrittenBy,
 ) -> Placement:
     """Where ``spec`` goes, given the idle workers' pids (last idle last) and the busy ones.
 
@@ -102,18 +109,18 @@ def place(
 
 def input_segments(inputs: Iterable[Output | object]) -> list[tuple[str, int]]:
     """(segment name, size) of every stored segment behind ``inputs``."""
-    found = []
+    found: list[tuple[str, int]] = []
     for output in inputs:
-        if not isinstance(output, Handle) and not hasattr(output, "handles"):
+        if not isinstance(output, Handle | Batched):
             continue  # a Pending input, or a cluster engine's reference
-        for handle in output_handles(output):  # type: ignore[arg-type]
+        for handle in output_handles(output):
             if isinstance(handle, Handle):
                 found.extend((ref.name, ref.size) for ref in segment_refs(handle))
     return found
 
 
 def nearest(idle: Sequence[int], segments: Iterable[tuple[str, int]],
-            writers: Mapping[str, int]) -> int:
+            writers: WrittenBy) -> int:
     """Index in ``idle`` of the worker that wrote most of ``segments``' bytes.
 
     Ties, and tasks without large inputs, take the worker that went idle last.

@@ -173,7 +173,7 @@ class LocalExecutor(Capabilities):
     def release(self, ref: Ref) -> None:
         """``ref`` has no consumer left: freed, and no longer draws tasks to its writer."""
         self.writers.released(ref)
-        self._values.release(ref)  # type: ignore[arg-type]
+        self._values.release(ref)
 
     def read(self, ref: Handle, stage: str) -> Decoded:
         """The value behind ``ref``, in this process (a requested output)."""
@@ -234,7 +234,8 @@ class LocalExecutor(Capabilities):
         elif where.new:
             worker = self._start_worker()
         else:
-            worker = busy[where.busy]  # type: ignore[index]
+            assert where.busy is not None  # a placement names one of idle, new, busy
+            worker = busy[where.busy]
         return self._start_on(worker, spec, payload)
 
     def _roomiest(self) -> Worker | None:
