@@ -17,6 +17,7 @@ Environment variables:
     DAGRUN_SHM_DIR     where shared-memory segments live (default /dev/shm)
     DAGRUN_HOLD_MIN    bytes from which a result may stay in its worker ("off": never)
     DAGRUN_DEBUG       show dagrun's own traceback for an internal error
+    TZ                 the local time zone of cron schedules (else /etc/localtime)
 """
 
 from __future__ import annotations
@@ -162,6 +163,7 @@ class Environment:
     shm_dir: str = "/dev/shm"
     hold_min: str | None = None
     debug: bool = False
+    tz: str = ""  # $TZ: the machine's local zone (empty: /etc/localtime says)
 
     @classmethod
     def read(cls, environ: Mapping[str, str] | None = None) -> Environment:
@@ -172,6 +174,7 @@ class Environment:
             shm_dir=env.get("DAGRUN_SHM_DIR") or "/dev/shm",
             hold_min=env.get("DAGRUN_HOLD_MIN") or None,
             debug=bool(env.get("DAGRUN_DEBUG")),
+            tz=env.get("TZ", "").lstrip(":"),
         )
 
 

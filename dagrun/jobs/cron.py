@@ -19,7 +19,6 @@ while a run was going on or while the scheduler was not running. Policies:
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 from ..errors import UsageError
+from ..settings import Environment
 
 POLICIES = ("none", "last", "all")
 # When more ticks than this passed (a per-second schedule stopped for a day), only the
@@ -75,7 +75,7 @@ def parse_zone(name: str | None) -> tuple[tzinfo, str]:
 
 def local_zone() -> tuple[tzinfo, str]:
     """This machine's zone with its daylight-saving rules (``$TZ``, else ``/etc/localtime``)."""
-    name = os.environ.get("TZ", "").lstrip(":")
+    name = Environment.read().tz
     if name:
         try:
             return ZoneInfo(name), name
