@@ -26,6 +26,7 @@ from ..errors import Interrupted, StageFailed, StageTimeout, WorkerCrashed
 from ..events.log import EventLog
 from ..events.reporter import Reporter
 from ..executors.base import ErrorInfo, Executor, TaskKey, output_handles
+from ..executors.failure import error_info
 from ..graph.build import Graph
 from ..settings import RunOptions
 from .incremental import RunCache
@@ -193,8 +194,6 @@ class RunEnds:
             try:
                 values[name], parts = ledger.read(name)
             except Exception as exc:  # noqa: BLE001 - e.g. a result whose unpickling raises
-                from ..executors.worker import error_info
-
                 exc.add_note(f"while reading back the result of stage {name!r}")
                 info = error_info(exc, name)
                 self.report.failed(TaskKey(name), 1, info, final=True)

@@ -28,21 +28,15 @@ fails either (``error_info``). Only inline (``in_worker`` false) does
 Metrics: wall and CPU time, the process's peak resident size during the
 task (``max_rss_bytes``: the peak is reset when the task starts) and that
 peak over its resident size at the start (``rss_growth_bytes``: what the
-task itself needed), read from /proc (``_Memory``).
+task itself needed), read from /proc (``metrics``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import pickle
-import resource
 import sys
-import time
-import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any, Protocol
 
 from .. import store
@@ -51,19 +45,8 @@ from ..store import Decoded, Handle, StoreConfig
 from ..values import concatenate, row_chunk, stack_batch
 from ..values import rows as _rows
 from .base import Batched, ErrorInfo, Output, Pending, TaskMetrics, TaskOutcome, TaskSpec
-
-_PACKAGE = str(Path(__file__).resolve().parent.parent)
-# What numpy (and memoryview) say when a write meets a read-only buffer: only
-# these, so that a user's own error that merely mentions "read-only" is left alone.
-_READ_ONLY_MESSAGES = (
-    "assignment destination is read-only",
-    "output array is read-only",
-    "cannot modify read-only memory",
-)
-_READ_ONLY_HINT = (
-    "inputs are read-only views shared with other stages; copy before writing "
-    "(e.g. `arr = arr.copy()`)"
-)
+from .failure import error_info
+from .metrics import TaskClock
 
 
 class TaskEdges(Protocol):
@@ -316,180 +299,3 @@ def _resource(resources: Resources | None, name: str) -> Any:
     except Exception as exc:
         exc.add_note(f"while making worker resource {name!r} (its @worker_init function)")
         raise
-
-
-def error_info(exc: BaseException, stage: str, kind: str = "raised") -> ErrorInfo:
-    """Describe ``exc`` with the user's traceback; keep the exception if it pickles.
-
-    Never raises: an exception whose ``__str__``, ``__repr__`` or notes raise
-    is still described (by its type), since a report that fails would turn
-    the stage's error into a crash of its worker.
-    """
-    try:
-        return _describe(exc, stage, kind)
-    except Exception as inner:  # noqa: BLE001 - reporting an error must never fail
-        name = _type_name(exc)
-        message = f"<the error could not be described: {type(inner).__name__}>"
-        return ErrorInfo(kind, name, message, f"{name}: {message}\n", (name,), None)
-
-
-def _describe(exc: BaseException, stage: str, kind: str) -> ErrorInfo:
-    message = _text(exc)
-    if type(exc) in (ValueError, TypeError) and message in _READ_ONLY_MESSAGES:
-        exc.add_note(f"stage {stage!r} wrote into one of its inputs: {_READ_ONLY_HINT}")
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE):
-        tb = tb.tb_next
-    try:
-        text = "".join(traceback.format_exception(type(exc), exc, tb))
-    except Exception:  # noqa: BLE001 - a broken __str__ deep in the chain
-        frames = "".join(traceback.format_tb(tb))
-        text = f"Traceback (most recent call last):\n{frames}{_type_name(exc)}: {message}\n"
-    notes = getattr(exc, "__notes__", None)
-    if notes and isinstance(notes, list):
-        notes = [_text(n) for n in notes]
-        message = "; ".join([message, *notes]) if message else "; ".join(notes)
-    if isinstance(exc, SystemExit):
-        message = f"the stage called sys.exit({_text(exc.code, repr)})"
-    elif isinstance(exc, KeyboardInterrupt):
-        message = "the stage raised KeyboardInterrupt (Ctrl-C is handled by the driver)"
-    blob: bytes | None
-    try:
-        blob = pickle.dumps(exc, protocol=5)
-        pickle.loads(blob)
-    except Exception:  # noqa: BLE001 - an exception that does not pickle is still reported
-        blob = None
-    names = tuple(f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__)
-    return ErrorInfo(kind, _type_name(exc), message, text, names, blob)
-
-
-def _type_name(exc: BaseException) -> str:
-    return str(getattr(type(exc), "__name__", "Exception"))
-
-
-def _text(value: Any, show: Callable[[Any], str] = str) -> str:
-    try:
-        return show(value)
-    except Exception as inner:  # noqa: BLE001 - the user's __str__ raised
-        try:
-            detail = f"{type(inner).__name__}: {inner}"
-        except Exception:  # noqa: BLE001 - and so did the inner one's
-            detail = type(inner).__name__
-        return f"<{show.__name__}() of this exception raised {detail}>"
-
-
-class _Memory:
-    """This process's resident size now and its peak since the last ``reset`` (Linux /proc).
-
-    Writing "5" to ``clear_refs`` resets the peak (``VmHWM``) to the current
-    size, so each task's peak is its own rather than the worker's lifetime.
-    ``VmHWM`` is read rather than ``getrusage``, whose ``ru_maxrss`` also
-    counts the memory of the process that exec'd this one (under spawn, the
-    driver's). The files stay open; /proc/self is per process, so a forked
-    child opens its own.
-    """
-
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        self._fds = {}
-        for name, mode in (("clear_refs", os.O_WRONLY), ("statm", os.O_RDONLY),
-                           ("status", os.O_RDONLY)):
-            try:
-                self._fds[name] = os.open(f"/proc/self/{name}", mode | os.O_CLOEXEC)
-            except OSError:
-                pass
-        # getrusage is 5x cheaper than parsing status: trust it where it is not
-        # inflated by the process this one was exec'd from (fork, forkserver).
-        self._rusage = False
-        if "clear_refs" in self._fds and "status" in self._fds:
-            self.reset()
-            self._rusage = self._rusage_peak() <= self._status_peak() + 16 * _PAGE
-
-    def reset(self) -> int:
-        """Reset the peak; the resident size now, in bytes (0 when unknown)."""
-        fd = self._fds.get("clear_refs")
-        if fd is not None:
-            try:
-                os.write(fd, b"5")
-            except OSError:
-                pass
-        fd = self._fds.get("statm")
-        if fd is None:
-            return 0
-        try:
-            return int(os.pread(fd, 128, 0).split()[1]) * _PAGE
-        except (OSError, ValueError, IndexError):
-            return 0
-
-    def peak(self) -> int:
-        """The peak resident size since ``reset``, in bytes."""
-        return self._rusage_peak() if self._rusage else self._status_peak()
-
-    @staticmethod
-    def _rusage_peak() -> int:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-    def _status_peak(self) -> int:
-        fd = self._fds.get("status")
-        if fd is not None:
-            try:
-                text = os.pread(fd, 8192, 0)
-                at = text.index(b"VmHWM:") + 6
-                return int(text[at:text.index(b"kB", at)]) * 1024
-            except (OSError, ValueError):
-                pass
-        return self._rusage_peak()
-
-
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-class TaskClock:
-    """Started as a task starts; ``metrics`` measures the task up to now (any executor)."""
-
-    def __init__(self) -> None:
-        self.started_at = time.time()
-        self.wall0 = time.perf_counter()
-        self.cpu0 = time.process_time()
-        self.memory = _memory if _memory is not None else _this_memory()
-        self.rss0 = self.memory.reset()
-
-    def metrics(self, spec: TaskSpec, input_bytes: int = 0, output_bytes: int = 0,
-                transport: str = "", items: int | None = None, worker: str | None = None,
-                host: str | None = None) -> TaskMetrics:
-        """The task's measurements, times rounded to the microsecond its events show."""
-        wall, cpu = time.perf_counter() - self.wall0, time.process_time() - self.cpu0
-        peak = self.memory.peak()
-        return TaskMetrics(
-            self.memory.pid,
-            round(wall, 6),
-            round(cpu, 6),
-            peak,
-            max(0, peak - self.rss0) if self.rss0 else 0,
-            round(max(0.0, self.started_at - spec.submitted_at), 6),
-            input_bytes,
-            output_bytes,
-            transport,
-            self.started_at,
-            items,
-            worker,
-            host,
-        )
-
-
-_memory: _Memory | None = None
-
-
-def _this_memory() -> _Memory:
-    global _memory
-    if _memory is None:
-        _memory = _Memory()
-    return _memory
-
-
-def _forget_memory() -> None:
-    """A forked child measures itself: its ``/proc/self`` files are opened anew."""
-    global _memory
-    _memory = None
-
-
-# Rather than comparing pids on every task (a system call on its hot path).
-os.register_at_fork(after_in_child=_forget_memory)

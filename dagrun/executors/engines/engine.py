@@ -50,7 +50,7 @@ from ..base import (
     TaskOutcome,
     TaskSpec,
 )
-from ..worker import error_info
+from ..failure import error_info
 from .checks import pickle_by_value
 from .remote import Blob, CacheInput, Call, Report
 

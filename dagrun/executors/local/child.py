@@ -92,7 +92,8 @@ def worker_main(conn: Connection, out: Connection, err: Connection, init: Worker
     capture.install(sender.record)
     from ...pipeline.loader import import_source
     from ...pipeline.resources import Resources
-    from ..worker import error_info, execute
+    from ..failure import error_info
+    from ..worker import execute
 
     for source in init.sources:
         import_source(source)

@@ -49,6 +49,7 @@ from ..base import (
     TaskOutcome,
     TaskSpec,
 )
+from ..failure import error_info
 from ..machine import MachineValues
 from . import exits, handle, wire
 from .child import WorkerInit
@@ -154,8 +155,6 @@ class LocalExecutor(Capabilities):
         try:
             payload = wire.task_message(spec)
         except Exception as exc:  # noqa: BLE001 - a parameter value that does not pickle
-            from ..worker import error_info
-
             exc.add_note(f"the arguments of stage {spec.key.stage!r} could not be pickled "
                          f"for a worker process; pass parameters that pickle")
             self._never_ran(spec, error_info(exc, spec.key.stage))
