@@ -74,7 +74,12 @@ def test_every_error_is_in_the_tree():
     for info in pkgutil.walk_packages(dagrun.__path__, "dagrun."):
         if info.name.endswith("__main__"):
             continue
-        module = importlib.import_module(info.name)
+        try:
+            module = importlib.import_module(info.name)
+        except ModuleNotFoundError as exc:  # an optional extra that is not installed here
+            if exc.name in ("dask", "distributed", "ray"):
+                continue
+            raise
         for name, obj in vars(module).items():
             if (inspect.isclass(obj) and issubclass(obj, BaseException)
                     and obj.__module__ == info.name):
