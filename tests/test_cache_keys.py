@@ -191,3 +191,77 @@ def test_input_parameters_are_not_code_references(project: Path) -> None:
     before = keys(project)
     edit(project / "pipeline.py", "np.arange(n) *", "np.arange(n + 0) *")
     assert changed(before, keys(project)) == {"source", "combined", "total"}
+
+
+@pytest.fixture
+def wrapped(tmp_path: Path) -> Path:
+    """A private copy of the project whose stage sits under a decorator from another module."""
+    target = tmp_path / "wrapped"
+    shutil.copytree(RESOURCES / "cache_wrapped", target)
+    return target
+
+
+def components(project: Path) -> dict[str, dict]:
+    out = subprocess.run(
+        [sys.executable, str(TOOL), "keys", "pipeline.py"],
+        cwd=project, capture_output=True, text=True, check=True, timeout=60,
+    )
+    return {name: pair[1] for name, pair in json.loads(out.stdout).items()}
+
+
+@pytest.mark.slow
+def test_a_wrapped_stage_follows_its_body_its_helpers_and_the_wrapper(wrapped: Path) -> None:
+    """Under a functools.wraps decorator from another module, an edit to the stage's body,
+    to a helper it calls, or to the wrapper itself changes its key (and what it feeds)."""
+    before = keys(wrapped)
+    edit(wrapped / "pipeline.py", "return name.upper()", "return name.lower()")
+    after_helper = keys(wrapped)
+    assert changed(before, after_helper) == {"names", "summed"}
+    edit(wrapped / "pipeline.py", 'return [_shout("dave")]', 'return [_shout("eve")]')
+    after_body = keys(wrapped)
+    assert changed(after_helper, after_body) == {"names", "summed"}
+    edit(wrapped / "timing.py", "elapsed.append(", "elapsed.insert(0, ")
+    assert changed(after_body, keys(wrapped)) == {"names", "summed"}
+
+
+@pytest.mark.slow
+def test_library_functions_count_by_version_not_as_untracked(wrapped: Path) -> None:
+    """numpy's ufuncs and pyarrow's compiled functions are their library's, not 'not tracked'."""
+    summed = components(wrapped)["summed"]
+    assert summed["untracked"] == []
+    assert {"library numpy", "library pyarrow"} <= set(summed["code"])
+
+
+@pytest.mark.slow
+def test_a_watched_glob_follows_the_files_it_matches(wrapped: Path) -> None:
+    """watch=['feed/*.txt'] matches nothing at first (and says so), then keys by every match."""
+    empty = components(wrapped)["feed"]
+    assert empty["files"] == {"watch:feed/*.txt": "missing"}
+    (wrapped / "feed").mkdir()
+    (wrapped / "feed" / "a.txt").write_text("one")
+    first = keys(wrapped)["feed"]
+    (wrapped / "feed" / "b.txt").write_text("two")
+    second = keys(wrapped)["feed"]
+    (wrapped / "feed" / "a.txt").write_text("uno")
+    third = keys(wrapped)["feed"]
+    assert len({first, second, third}) == 3
+
+
+def test_a_stage_without_source_runs_every_time_and_says_why() -> None:
+    """Code with no source to read (made by exec, with nothing in linecache) is volatile;
+    the same code whose source linecache holds (a notebook cell) is keyed as usual."""
+    import linecache
+
+    source = "def blind(n: int = 2) -> int:\n    return n * 2\n"
+    scope: dict = {"__name__": "cells"}
+    exec(compile(source, "<no-file>", "exec"), scope)
+    graph = build_graph(Pipeline([stage(scope["blind"])]), {})
+    record = plan_keys(graph, root=Path.cwd())["blind"]
+    assert record.volatile and "source not available" in record.why
+
+    cell = "<cell-7>"
+    linecache.cache[cell] = (len(source), None, source.splitlines(True), cell)
+    scope = {"__name__": "cells"}
+    exec(compile(source, cell, "exec"), scope)
+    graph = build_graph(Pipeline([stage(scope["blind"])]), {})
+    assert not plan_keys(graph, root=Path.cwd())["blind"].volatile

@@ -59,7 +59,7 @@ def test_plain_console_summarises_a_2000_batch_map(tmp_path: Path):
     assert any("total failed (attempt 1): ValueError: bad total" in line for line in lines)
     assert "    ValueError: bad total" in lines  # the traceback, indented under the stage
     assert "critical path (1.00 s): src → m → total" in text
-    assert lines[-1].endswith("run failed in 1.00 s: 2 succeeded, 1 failed, 0 skipped")
+    assert lines[-1].endswith("run failed in 1.00 s: 2 succeeded, 1 failed, 0 skipped, 0 cached")
 
 
 def test_plain_console_reports_each_tenth_when_the_batch_count_is_known(tmp_path: Path):
@@ -78,7 +78,7 @@ def test_quiet_console_shows_errors_and_the_final_line(tmp_path: Path):
     drive(EventLog("r1", tmp_path / "events.jsonl", console=out, quiet=True), batches=20)
     lines = out.getvalue().splitlines()
     assert "failed (attempt 1): ValueError: bad total" in lines[0]
-    assert lines[-1].endswith("run failed in 1.00 s: 2 succeeded, 1 failed, 0 skipped")
+    assert lines[-1].endswith("run failed in 1.00 s: 2 succeeded, 1 failed, 0 skipped, 0 cached")
     assert not any("started" in line or "batches" in line for line in lines)
 
 

@@ -47,6 +47,9 @@ def test_a_rerun_with_nothing_changed_computes_nothing(tmp_path):
                    if e["event"] == "task_skipped"}
     assert _computed(trace) == []
     assert skipped == {name: "cached" for name in ALL}
+    finished = _events(second)[-1]
+    counts = {k: finished[k] for k in ("succeeded", "failed", "skipped", "cached")}
+    assert counts == {"succeeded": 0, "failed": 0, "skipped": 0, "cached": len(ALL)}
 
 
 def test_a_changed_parameter_reruns_exactly_its_stage_and_downstream(tmp_path):

@@ -30,6 +30,7 @@ import ast
 import enum
 import importlib.metadata
 import inspect
+import linecache
 import os
 import site
 import sys
@@ -62,6 +63,10 @@ class _Analysis:
     children: list[Any] = field(default_factory=list)  # project objects or leaf Refs
 
 
+_COMPILED_FUNCTIONS = frozenset({
+    "cython_function_or_method", "fused_cython_function", "ufunc", "_ArrayFunctionDispatcher",
+    "builtin_function_or_method", "method_descriptor",
+})
 _ANALYSES: dict[Any, _Analysis] = {}
 _MODULE_KINDS: dict[str, str] = {}
 _TREES: dict[tuple[str, int, int], tuple[ast.Module, dict[str, list[ast.AST]]]] = {}
@@ -73,7 +78,12 @@ def closure(func: Any, root: Path) -> dict[str, Ref]:
     """Every item ``func`` reaches, transitively, keyed by label (``func`` itself first)."""
     out: dict[str, Ref] = {}
     seen: set[int] = set()
+    # A stage under a ``functools.wraps`` decorator is the wrapper: what it wraps, down to
+    # the innermost function, is the stage's code too (the wrapper only closes over it).
     stack = [func]
+    while inspect.isfunction(stack[-1]) and inspect.isfunction(
+            getattr(stack[-1], "__wrapped__", None)) and len(stack) < 50:
+        stack.append(stack[-1].__wrapped__)  # popped first: the innermost leads the labels
     while stack:
         obj = stack.pop()
         if id(obj) in seen:
@@ -104,15 +114,16 @@ def _analyse(obj: Any, root: Path) -> _Analysis:
         label = obj.__name__
     else:
         node = _definition(obj)
-        label = label_of(obj)
+        label = _code_label(obj)
         scope = getattr(obj, "__globals__", None)
         if scope is None:
             module = sys.modules.get(obj.__module__)
             scope = vars(module) if module is not None else {}
     if node is None:
+        # Without source, what the code reaches is unknown: the stage runs every time.
         code = getattr(obj, "__code__", None)
         digest = hash_bytes(repr(_code_shape(code)).encode()) if code else "no-source"
-        analysis = _Analysis(Ref(label, kind, digest))
+        analysis = _Analysis(Ref(label, "no-source", digest))
     else:
         text = ast.dump(node, annotate_fields=False, include_attributes=False)
         analysis = _Analysis(Ref(label, kind, hash_bytes(f"{PYTHON}|{text}".encode())))
@@ -128,6 +139,16 @@ def _analyse(obj: Any, root: Path) -> _Analysis:
                 analysis.children.append(child)
     _ANALYSES[obj] = analysis
     return analysis
+
+
+def _code_label(obj: Any) -> str:
+    """``module.qualname`` of a function as its code says (a wrapper's own, not the name
+    ``functools.wraps`` copied onto it); a class's ``label_of``."""
+    code = getattr(obj, "__code__", None)
+    if code is None:
+        return label_of(obj)
+    module = getattr(obj, "__globals__", {}).get("__name__", getattr(obj, "__module__", "?"))
+    return f"{module}.{code.co_qualname}"
 
 
 def _code_shape(code: Any) -> tuple[Any, ...]:
@@ -177,6 +198,12 @@ def _resolve(chain: list[str], scope: dict[str, Any], root: Path) -> Any:
         if kind == "project" and not inspect.isbuiltin(obj):
             return obj
         return _module_ref(module, kind)
+    if type(obj).__name__ in _COMPILED_FUNCTIONS:
+        # numpy's ufuncs and dispatchers, Cython functions (pyarrow, pandas): functions
+        # of their library, which counts by its version.
+        module = sys.modules.get(getattr(obj, "__module__", None) or "")
+        if module is not None and _module_kind(module, root) != "project":
+            return _module_ref(module, _module_kind(module, root))
     label = f"{owner}.{'.'.join(path)}"
     if _plain(obj):
         try:
@@ -302,18 +329,22 @@ def _try_version(dist: str) -> str | None:
 
 def _definition(obj: Any) -> ast.AST | None:
     """The normalised AST node that defines a function or class, or None."""
+    code = getattr(obj, "__code__", None)
     try:
-        file = inspect.getsourcefile(obj)
+        file = code.co_filename if code is not None else inspect.getsourcefile(obj)
     except TypeError:
         return None
-    if file is None or not os.path.exists(file):
+    if file is None:
         return None
-    tree, index = _parsed(file)
-    candidates = index.get(getattr(obj, "__qualname__", ""), [])
+    parsed = _parsed(file) if os.path.exists(file) else _parsed_from_linecache(file)
+    if parsed is None:
+        return None
+    tree, index = parsed
+    qualname = code.co_qualname if code is not None else getattr(obj, "__qualname__", "")
+    candidates = index.get(qualname, [])
     if not candidates:
         return None
     node = candidates[-1]
-    code = getattr(obj, "__code__", None)
     if code is not None and len(candidates) > 1:
         for candidate in candidates:
             if _first_line(candidate) == code.co_firstlineno:
@@ -336,6 +367,20 @@ def _parsed(file: str) -> tuple[ast.Module, dict[str, list[ast.AST]]]:
     index: dict[str, list[ast.AST]] = {}
     _strip_and_index(tree, "", index)
     _TREES[memo_key] = (tree, index)
+    return tree, index
+
+
+def _parsed_from_linecache(file: str) -> tuple[ast.Module, dict[str, list[ast.AST]]] | None:
+    """The source of code that has no file (a notebook cell), where ``linecache`` holds it."""
+    lines = linecache.getlines(file)
+    if not lines:
+        return None
+    try:
+        tree = ast.parse("".join(lines), filename=file)
+    except SyntaxError:
+        return None
+    index: dict[str, list[ast.AST]] = {}
+    _strip_and_index(tree, "", index)
     return tree, index
 
 

@@ -27,6 +27,7 @@ says in words what changed. Pure over its inputs apart from ``cache`` reads.
 
 from __future__ import annotations
 
+import glob
 import inspect
 import json
 import os
@@ -53,7 +54,8 @@ class KeyRecord:
 
     key: str
     components: dict[str, Any] = field(default_factory=dict)
-    volatile: bool = False  # cache=False: computed every run, never stored
+    volatile: bool = False  # computed every run, never stored (``why`` says what makes it so)
+    why: str = ""
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ def plan_keys(
             values["run_date"] = run_date
         params, files, shown = _params(name, values, func)
         for path in options.watch:
-            files[f"watch:{path}"] = hash_path(path)
+            files[f"watch:{path}"] = hash_watched(path)
         components["params"] = params
         components["files"] = files
         inputs: dict[str, list[str]] = {}
@@ -145,8 +147,32 @@ def plan_keys(
             for label, kind_digest in components["code"].items()
             if isinstance(kind_digest, list) and kind_digest[0] == "untracked"
         )
-        keys[name] = KeyRecord(key, components, volatile=not options.cache)
+        why = _why_volatile(options.cache, components["code"])
+        keys[name] = KeyRecord(key, components, volatile=bool(why), why=why)
     return keys
+
+
+def _why_volatile(cache: bool, code: Mapping[str, Any]) -> str:
+    """Why a stage must run every time, or ''."""
+    if not cache:
+        return "cache=False: runs every time"
+    blind = sorted(label for label, kind_digest in code.items()
+                   if isinstance(kind_digest, list) and kind_digest[0] == "no-source")
+    if blind:
+        return (f"source not available ({', '.join(blind)}): what it reads cannot be known, "
+                f"so it runs every time; define it in a file")
+    return ""
+
+
+def hash_watched(path: str) -> str:
+    """A ``watch=`` entry's digest: a file's or directory's content, or every file a glob
+    pattern matches (names and contents); ``missing`` when nothing matches."""
+    if not glob.has_magic(path):
+        return hash_path(path)
+    matched = sorted(glob.glob(path, recursive=True))
+    if not matched:
+        return "missing"
+    return hash_bytes(json.dumps([[m, hash_path(m)] for m in matched]).encode())
 
 
 def _params(
@@ -201,13 +227,16 @@ def explain(
     for name in graph.selected or graph.order:
         rec = keys[name]
         notes = tuple(f"not tracked: {item}" for item in rec.components.get("untracked", []))
+        notes += tuple(f"watch {label.removeprefix('watch:')!r} matches nothing"
+                       for label, digest in rec.components.get("files", {}).items()
+                       if label.startswith("watch:") and digest == "missing")
         volatile_up = [u for u in graph.upstream(name) if u in out and keys[u].volatile]
         if rec.volatile:
-            out[name] = Reason(name, True, "cache=False: runs every time", notes)
+            out[name] = Reason(name, True, rec.why, notes)
             continue
         if volatile_up:
             ups = ", ".join(repr(u) for u in volatile_up)
-            why = f"upstream {ups} runs every time (cache=False); its result decides"
+            why = f"upstream {ups} runs every time; its result decides"
             out[name] = Reason(name, True, why, notes)
             continue
         damage = None

@@ -21,7 +21,8 @@ loaded. A hit is returned as a ``FromCache`` decision that the loop applies
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..events.reporter import Reporter
 from ..executors.base import Executor
@@ -29,6 +30,9 @@ from ..graph.build import Graph
 from ..settings import RunOptions
 from .decisions import FromCache
 from .ledger import Ledger
+
+if TYPE_CHECKING:
+    from ..cache import KeyRecord
 
 
 class RunCache:
@@ -65,6 +69,7 @@ class RunCache:
         from ..cache import Cache, pipeline_key, plan_keys
 
         keys = plan_keys(graph)  # after the run date is bound: stages taking it are keyed by it
+        _warn_about(keys, graph, report)
         forced = set(options.force)
         for name in options.force:
             forced |= graph.descendants(name)
@@ -181,3 +186,19 @@ class RunCache:
         for stage in list(self.locks):
             self.abandon(stage)
 
+
+def _warn_about(keys: Mapping[str, KeyRecord], graph: Graph, report: Reporter) -> None:
+    """Say once per run what the cache cannot follow: a stage that must run every time for a
+    reason other than ``cache=False``, and a ``watch=`` entry that matches nothing."""
+    for name in graph.selected:
+        record = keys[name]
+        if record.volatile and not record.why.startswith("cache=False"):
+            report.events.emit("cache_bypassed", level="warning", stage=name, reason=record.why)
+        for label, digest in record.components.get("files", {}).items():
+            if label.startswith("watch:") and digest == "missing":
+                path = label.removeprefix("watch:")
+                report.events.emit(
+                    "watch_empty", level="warning", stage=name, watch=path,
+                    reason=f"watch={path!r} matches nothing (relative to {os.getcwd()}); "
+                           f"check the path or pattern",
+                )

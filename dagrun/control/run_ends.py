@@ -150,15 +150,18 @@ class RunEnds:
         if cache is not None:
             cache.close()
         self._summary()
-        succeeded, failed = tally
+        done, failed = tally
+        # Each stage counted once: one taken from the cache is done, but not computed.
+        cached = sum(1 for reason in report.skipped.values() if reason == "cached")
         events.emit(
             "run_finished",
             level="info" if status == "succeeded" else "error",
             status=status,
             wall_s=round(wall, 6),
-            succeeded=succeeded,
+            succeeded=done - cached,
             failed=failed,
-            skipped=len(report.skipped),
+            skipped=len(report.skipped) - cached,
+            cached=cached,
         )
         events.close()
         if isinstance(stop, Interrupted):

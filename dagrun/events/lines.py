@@ -86,7 +86,7 @@ def render_console(event: dict[str, Any]) -> str:
         return (
             f"{clock} run {event.get('status')} in {event.get('wall_s', 0):.2f} s: "
             f"{event.get('succeeded')} succeeded, {event.get('failed')} failed, "
-            f"{event.get('skipped')} skipped\n"
+            f"{event.get('skipped')} skipped, {event.get('cached', 0)} cached\n"
         )
     skip = {"event", "timestamp", "level", "run_id"}
     extra = " ".join(f"{k}={clean(v)}" for k, v in event.items() if k not in skip)
