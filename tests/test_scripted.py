@@ -65,9 +65,6 @@ class Scripted(Capabilities):
     def shares_cache(self, directory: str) -> bool:
         return False  # values live in a dict: runs are not cached
 
-    def from_cache(self, entry: Any, stage: str) -> RemoteRef:
-        raise AssertionError("a scripted run has no cache")
-
     def submit(self, spec: TaskSpec) -> str:
         stage = spec.key.stage
         self.submitted.append((stage, spec.attempt))

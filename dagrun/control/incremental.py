@@ -10,7 +10,7 @@
                                     the result writes the entry (a mapped stage's combined
                                     result is written here, from its batches)
 
-Entries are adopted by reference (``executor.from_cache``): a cached input
+Entries are adopted by reference (``cache.adopted_handle``): a cached input
 costs its consumer a memory mapping, and an entry nobody reads is never
 loaded. A hit is returned as a ``FromCache`` decision that the loop applies
 (ledger, reporter, scheduler): this module only reads the ledger.
@@ -98,7 +98,9 @@ class RunCache:
             self.locks[stage] = lock
             return None
         lock.release()
-        output = self.executor.from_cache(entry, stage)
+        from ..cache import adopted_handle
+
+        output = adopted_handle(entry)
         self.cache.record(self.pipeline_key, stage, self.keys[stage])
         return FromCache(stage, output)
 

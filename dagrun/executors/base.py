@@ -20,14 +20,11 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ..settings import Tuning
 from ..store import Decoded, Handle, StoreConfig
 from ..store.config import ByPosition
-
-if TYPE_CHECKING:
-    from ..cache import Entry  # the cache is imported by the executors that adopt entries
 
 
 class TaskKey(NamedTuple):
@@ -282,10 +279,6 @@ class Executor(Protocol):
         """Whether every worker sees the cache ``directory`` as this process does."""
         ...
 
-    def from_cache(self, entry: Entry, stage: str) -> Ref:
-        """A cache entry as a reference its consumers read without a copy."""
-        ...
-
     def shutdown(self, *, cancel: bool = False) -> None:
         """Stop every worker; with ``cancel``, without waiting for running tasks."""
         ...
@@ -323,6 +316,6 @@ class Capabilities:
 EXECUTOR_MEMBERS = (
     "name", "workers", "config", "chains", "in_driver", "start_method", "free_slots",
     "could_chain", "submit", "chain", "wait", "release", "read", "prefetch", "notice",
-    "shares_cache", "from_cache", "shutdown", "kill_all", "close",
+    "shares_cache", "shutdown", "kill_all", "close",
 )
 """What ``executors.create`` checks a new executor has."""

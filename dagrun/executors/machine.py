@@ -9,10 +9,7 @@ them, so the runner only says when a value has no consumer left
 
 from __future__ import annotations
 
-from typing import Any
-
 from .. import store
-from ..cache import adopted_handle
 from ..store import Decoded, Handle, StoreConfig
 from .base import Ref
 
@@ -31,10 +28,6 @@ class MachineValues:
 
     def read(self, ref: Handle, stage: str) -> Decoded:
         return store.decode(ref, self.config, stage)
-
-    def from_cache(self, entry: Any, stage: str) -> Handle:
-        """A cache entry as a handle: its consumers map the entry's file, nothing is copied."""
-        return adopted_handle(entry)
 
     def notice(self, ref: Ref) -> str | None:
         """A remark said once per run: values spill to disk because shared memory is short."""

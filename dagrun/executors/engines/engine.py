@@ -31,7 +31,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ... import store
-from ...cache import adopted_handle
 from ...errors import StoreError
 from ...settings import tuning
 from ...store import Decoded
@@ -214,10 +213,6 @@ class EngineExecutor(Capabilities):
             return False
         finally:
             os.unlink(marker)
-
-    def from_cache(self, entry: Any, stage: str) -> Any:
-        """A cache entry as a handle; the workers that consume it map the entry's file."""
-        return adopted_handle(entry)
 
     def shutdown(self, *, cancel: bool = False) -> None:
         if cancel and self._running:

@@ -178,10 +178,6 @@ class LocalExecutor(Capabilities):
         """The value behind ``ref``, in this process (a requested output)."""
         return self._values.read(ref, stage)
 
-    def from_cache(self, entry: Any, stage: str) -> Handle:
-        """A cache entry as a handle: its consumers map the entry's file, nothing is copied."""
-        return self._values.from_cache(entry, stage)
-
     def notice(self, ref: Ref) -> str | None:
         """A remark said once per run: values spill to disk because shared memory is short."""
         return self._values.notice(ref)
