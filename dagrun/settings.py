@@ -16,6 +16,7 @@ Environment variables:
     DAGRUN_CACHE_DIR   cache directory when --cache-dir is not given
     DAGRUN_SHM_DIR     where shared-memory segments live (default /dev/shm)
     DAGRUN_HOLD_MIN    bytes from which a result may stay in its worker ("off": never)
+    DAGRUN_CACHE_MAX_SIZE  the cache directory's size cap (default 20G; "off": none)
     DAGRUN_DEBUG       show dagrun's own traceback for an internal error
     TZ                 the local time zone of cron schedules (else /etc/localtime)
 """
@@ -135,6 +136,10 @@ class Tuning:
     cache_edge: int = 4096
     # Bytes hashed per call when a value is not contiguous: one reused buffer.
     hash_chunk: int = 8 << 20
+    # The cache directory is trimmed to this size at the end of each run, least recently used
+    # entries first: enough for many runs of large intermediates, bounded on a shared disk
+    # (-1: no cap).
+    cache_max_bytes: int = 20 << 30
 
 
 TUNING = Tuning()
@@ -162,6 +167,7 @@ class Environment:
     cache_dir: str | None = None
     shm_dir: str = "/dev/shm"
     hold_min: str | None = None
+    cache_max_size: str | None = None
     debug: bool = False
     tz: str = ""  # $TZ: the machine's local zone (empty: /etc/localtime says)
 
@@ -173,6 +179,7 @@ class Environment:
             cache_dir=env.get("DAGRUN_CACHE_DIR") or None,
             shm_dir=env.get("DAGRUN_SHM_DIR") or "/dev/shm",
             hold_min=env.get("DAGRUN_HOLD_MIN") or None,
+            cache_max_size=env.get("DAGRUN_CACHE_MAX_SIZE") or None,
             debug=bool(env.get("DAGRUN_DEBUG")),
             tz=env.get("TZ", "").lstrip(":"),
         )
@@ -250,6 +257,8 @@ class RunOptions:
             raise UsageError(msg)
         if env.hold_min is not None:
             tuning = replace(tuning, hold_min=hold_min_from(env.hold_min))
+        if env.cache_max_size is not None:
+            tuning = replace(tuning, cache_max_bytes=cache_max_from(env.cache_max_size))
         return cls(
             executor=executor,
             address=args.get("address"),
@@ -317,6 +326,18 @@ def hold_min_from(text: str | None) -> int:
         raise UsageError(msg) from None
 
 
+def cache_max_from(text: str) -> int:
+    """``$DAGRUN_CACHE_MAX_SIZE``: the cache directory's cap in bytes (``off``: none)."""
+    text = text.strip().lower()
+    if text in ("off", "none", "-1"):
+        return -1
+    try:
+        return parse_size(text)
+    except UsageError:
+        msg = f"DAGRUN_CACHE_MAX_SIZE must be a size such as 20G, or 'off', got {text!r}"
+        raise UsageError(msg) from None
+
+
 def parse_run_date(value: date | datetime | str) -> date | datetime:
     """A logical run date: a ``date``/``datetime``, or ISO text (``2026-11-30``, ``...T02:30``)."""
     if isinstance(value, date):
@@ -355,6 +376,8 @@ ENVIRONMENT = (
     ("DAGRUN_CACHE_DIR", "cache directory when --cache-dir is not given"),
     ("DAGRUN_SHM_DIR", "where shared-memory segments live (default /dev/shm)"),
     ("DAGRUN_HOLD_MIN", "bytes from which a result may stay in its worker (`off`: never)"),
+    ("DAGRUN_CACHE_MAX_SIZE", "the cache directory's size cap, trimmed least recently used "
+                              "at each run's end (default 20G; `off`: none)"),
     ("DAGRUN_DEBUG", "show dagrun's own traceback for an internal error"),
 )
 

@@ -152,3 +152,22 @@ def test_two_pipelines_sharing_stages_run_at_once_and_compute_each_entry_once(tm
     assert trace.read_text().split() == ["base"]
     finals = [[json.loads(x) for x in o[0].splitlines() if x.startswith("{")][-1] for o in outs]
     assert all(f["status"] == "succeeded" for f in finals)
+
+
+def test_a_run_that_writes_entries_trims_the_cache_to_its_cap(tmp_path):
+    """Past the cap, the least recently used entries go at the run's end (cache_trimmed);
+    a run that wrote nothing leaves the cache as it was."""
+    from dagrun.settings import Tuning
+
+    trace = tmp_path / "trace"
+    _run(tmp_path, trace).close()
+    entries = tmp_path / "cache" / "entries"
+    count = len(list(entries.glob("*/*")))
+    assert count == len(ALL)
+    with _run(tmp_path, trace, tuning=Tuning(cache_max_bytes=0)) as cached:
+        assert cached.ok  # every stage from the cache: nothing written, nothing trimmed
+    assert len(list(entries.glob("*/*"))) == count
+    with _run(tmp_path, trace, params={"factor": 5.0}, tuning=Tuning(cache_max_bytes=0)) as r:
+        trimmed = [e for e in _events(r) if e["event"] == "cache_trimmed"]
+    assert list(entries.glob("*/*")) == []
+    assert trimmed and trimmed[0]["entries"] == count + 3 and trimmed[0]["kept_bytes"] == 0

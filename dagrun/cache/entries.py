@@ -313,13 +313,9 @@ class Cache:
                 self._discard(directory)
                 removed.append(str(directory))
                 freed += size
-        total = sum(e[3] for e in kept)
-        while max_size is not None and kept and total > max_size:
-            _, directory, _, size = kept.pop(0)
-            self._discard(directory)
-            removed.append(str(directory))
-            freed += size
-            total -= size
+        trimmed, trimmed_bytes, total = self._trim(kept, max_size)
+        removed += trimmed
+        freed += trimmed_bytes
         for stale in (self.root / "tmp").iterdir():
             try:
                 if now - stale.stat().st_mtime > _STALE_TMP_S:
@@ -329,6 +325,29 @@ class Cache:
         shutil.rmtree(self.root / "trash", ignore_errors=True)
         (self.root / "trash").mkdir(exist_ok=True, mode=0o700)
         return CleanReport(removed, freed, len(kept), total)
+
+    def trim(self, max_size: int) -> CleanReport:
+        """Remove least recently used entries until the cache holds at most ``max_size``
+        bytes (a run's end does this; ``clean`` also clears leftovers)."""
+        kept = self.entries()
+        removed, freed, total = self._trim(kept, max_size)
+        return CleanReport(removed, freed, len(kept), total)
+
+    def _trim(
+        self, kept: list[tuple[str, Path, float, int]], max_size: int | None
+    ) -> tuple[list[str], int, int]:
+        """Discard ``kept``'s oldest entries (it is sorted by last use) beyond ``max_size``;
+        (the directories removed, their bytes, the bytes left). ``kept`` loses them."""
+        removed: list[str] = []
+        freed = 0
+        total = sum(e[3] for e in kept)
+        while max_size is not None and kept and total > max_size:
+            _, directory, _, size = kept.pop(0)
+            self._discard(directory)
+            removed.append(str(directory))
+            freed += size
+            total -= size
+        return removed, freed, total
 
     def clear(self) -> CleanReport:
         """Remove every entry and manifest."""

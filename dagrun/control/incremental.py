@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..events.reporter import Reporter
 from ..executors.base import Executor
 from ..graph.build import Graph
-from ..settings import RunOptions
+from ..settings import RunOptions, tuning
 from .decisions import FromCache
 from .ledger import Ledger
 
@@ -48,6 +48,7 @@ class RunCache:
         self.locks: dict[str, Any] = {}
         self.waiting: list[str] = []
         self.digests: dict[str, str] = {}  # cache=False stage -> its result's content hash
+        self.grew = False  # this run wrote entries: the cache may have passed its cap
 
     @classmethod
     def open(
@@ -133,6 +134,7 @@ class RunCache:
         """Where the worker making ``stage``'s result stores it, when this run computes it."""
         if stage not in self.locks or self.graph.nodes[stage].map_input is not None:
             return None
+        self.grew = True
         return self.cache.target(self.keys[stage].key, stage)
 
     def stored(self, stage: str) -> None:
@@ -148,6 +150,7 @@ class RunCache:
             return
         if self.graph.nodes[stage].map_input is not None and stage in self.ledger:
             value, opened = self.ledger.read(stage)
+            self.grew = True
             try:
                 self.cache.write(self.keys[stage].key, value, stage=stage)
             finally:
@@ -185,8 +188,19 @@ class RunCache:
         return waiting
 
     def close(self) -> None:
+        """Let go of the keys still held, and trim the cache to its cap (least recently
+        used entries first: this run's own were used just now)."""
         for stage in list(self.locks):
             self.abandon(stage)
+        cap = tuning().cache_max_bytes
+        if cap < 0 or not self.grew:
+            return  # a run that wrote nothing leaves the cache no larger
+        trimmed = self.cache.trim(cap)
+        if trimmed.removed:
+            self.report.events.emit(
+                "cache_trimmed", entries=len(trimmed.removed), freed_bytes=trimmed.freed_bytes,
+                kept_bytes=trimmed.kept_bytes, max_bytes=cap,
+            )
 
 
 def _warn_about(keys: Mapping[str, KeyRecord], graph: Graph, report: Reporter) -> None:
