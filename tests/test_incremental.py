@@ -171,3 +171,32 @@ def test_a_run_that_writes_entries_trims_the_cache_to_its_cap(tmp_path):
         trimmed = [e for e in _events(r) if e["event"] == "cache_trimmed"]
     assert list(entries.glob("*/*")) == []
     assert trimmed and trimmed[0]["entries"] == count + 3 and trimmed[0]["kept_bytes"] == 0
+
+
+def test_explain_says_a_stage_failed_last_time(tmp_path):
+    """After a failed run, explain gives the failed stage's reason as its failure, and what
+    never ran downstream as 'no earlier run recorded'; once it succeeds, it is cached."""
+    from dagrun.cache import Cache, explain, pipeline_key, plan_keys
+    from dagrun.graph.build import build_graph
+    from dagrun.pipeline.loader import load
+
+    trace, flag = tmp_path / "trace", tmp_path / "fail"
+    flag.write_text("")
+    params = {"trace": str(trace), "fail_flag": str(flag)}
+    with _run(tmp_path, trace, params={"fail_flag": str(flag)}) as failed:
+        assert failed.status == "failed"
+
+    def reasons() -> dict[str, str]:
+        graph = build_graph(load(resource("incr")), params)
+        cache = Cache(tmp_path / "cache")
+        said = explain(graph, cache, plan_keys(graph), pipeline_key(graph))
+        return {name: reason.reason for name, reason in said.items()}
+
+    said = reasons()
+    assert "failed last time" in said["fragile"]
+    assert said["report"] == "no cache entry (no earlier run recorded)"
+    assert said["load"] == "cached"
+    flag.unlink()
+    with _run(tmp_path, trace, params={"fail_flag": str(flag)}) as result:
+        assert result.ok
+    assert reasons()["fragile"] == "cached"

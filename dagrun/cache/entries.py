@@ -265,15 +265,16 @@ class Cache:
             hash_bytes(stage.encode())[:16] + ".json"
         )
 
-    def record(self, pipeline: str, stage: str, rec: KeyRecord) -> None:
-        """Remember ``rec`` as the last key of ``stage`` in ``pipeline`` (for explain)."""
+    def record(self, pipeline: str, stage: str, rec: KeyRecord, *, failed: bool = False) -> None:
+        """Remember ``rec`` as the last key of ``stage`` in ``pipeline``, and whether the stage
+        ``failed`` under it (for explain)."""
         path = self._manifest(pipeline, stage)
         known = self.previous(pipeline, stage)
-        if known is not None and known.key == rec.key:
+        if known is not None and known.key == rec.key and known.failed == failed:
             return  # unchanged: a re-run of an unchanged pipeline writes nothing
         path.parent.mkdir(exist_ok=True, mode=0o700)
         body = {"pipeline": pipeline, "stage": stage, "key": rec.key,
-                "components": rec.components, "recorded": time.time()}
+                "components": rec.components, "recorded": time.time(), "failed": failed}
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         tmp.write_text(json.dumps(body))
         os.replace(tmp, path)
@@ -282,7 +283,7 @@ class Cache:
         """The last recorded key of ``stage`` in ``pipeline``, or None."""
         try:
             body = json.loads(self._manifest(pipeline, stage).read_text())
-            return KeyRecord(body["key"], body["components"])
+            return KeyRecord(body["key"], body["components"], failed=bool(body.get("failed")))
         except (OSError, ValueError, KeyError):
             return None
 

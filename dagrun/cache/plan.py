@@ -56,6 +56,7 @@ class KeyRecord:
     components: dict[str, Any] = field(default_factory=dict)
     volatile: bool = False  # computed every run, never stored (``why`` says what makes it so)
     why: str = ""
+    failed: bool = False  # a recorded key: the stage failed under it, last time it ran
 
 
 @dataclass(frozen=True)
@@ -254,9 +255,13 @@ def explain(
             why = f"cache entry is damaged ({damage}); it will be recomputed"
         elif previous is None:
             why = "no cache entry (no earlier run recorded)"
+        elif previous.failed and not changes:
+            why = "it failed last time, with everything as it is now; it will run again"
         elif changes:
             running = {f"input {u!r} changed": f"upstream {u!r} will run" for u in running_up}
             why = "; ".join(running.get(change, change) for change in changes)
+            if previous.failed:
+                why += " (it failed last time)"
         elif running_up:
             why = f"upstream {', '.join(repr(u) for u in running_up)} will run"
         else:

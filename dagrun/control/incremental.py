@@ -178,6 +178,12 @@ class RunCache:
                 decoded.close()
         self.keys = plan_keys(self.graph, outputs=self.digests)
 
+    def failed(self, stage: str) -> None:
+        """``stage`` failed for good: ``explain`` will say so until it runs under another key."""
+        record = self.keys.get(stage)
+        if record is not None and not record.volatile:
+            self.cache.record(self.pipeline_key, stage, record, failed=True)
+
     def abandon(self, stage: str) -> None:
         lock = self.locks.pop(stage, None)
         if lock is not None:

@@ -135,6 +135,7 @@ class _Run:
         self.report = Reporter(self.events)
         self.ends = RunEnds(graph, options, run_id, self.run_dir, self.events, self.report)
         self.exe: Executor | None = None
+        self.cache: RunCache | None = None
         self.guard: SignalGuard | None = None
         self.deadline = None if options.max_runtime is None else time.monotonic() + (
             options.max_runtime)
@@ -146,8 +147,8 @@ class _Run:
         try:
             self.exe = executors.create(self.options.executor, self._context())
             self.ledger = Ledger(self.exe)
-            cache = RunCache.open(self.graph, self.options, self.run_id, self.ledger, self.report,
-                                  self.exe)
+            self.cache = cache = RunCache.open(self.graph, self.options, self.run_id,
+                                               self.ledger, self.report, self.exe)
             self.scheduler, self.plan = planning.start(self.graph, self.options, self.ledger,
                                                        self.exe, cache)
             self.guard = SignalGuard(self._emergency_stop, raise_at_once=self.exe.in_driver)
@@ -302,6 +303,8 @@ class _Run:
     def _failed(self, key: TaskKey, info: ErrorInfo) -> None:
         plan = self.plan
         plan.record_error(key.stage, info)
+        if self.cache is not None:
+            self.cache.failed(key.stage)
         self._apply(self.scheduler.fail(key), key)
         if self.scheduler.stopped:
             self._drop_pending()
