@@ -140,6 +140,16 @@ class Tuning:
     # entries first: enough for many runs of large intermediates, bounded on a shared disk
     # (-1: no cap).
     cache_max_bytes: int = 20 << 30
+    # A result is stored unless writing it would take longer than this and longer than
+    # cache_write_share of its stage's time: writes this short are worth it whatever the stage.
+    cache_write_free_s: float = 0.2
+    # ... and unless writing it would take more than this share of the time its stage took:
+    # recomputing is then the cheaper way to have it again.
+    cache_write_share: float = 0.5
+    # Bytes written once per cache directory to measure its write rate (data and checksum),
+    # the first time a result this large is to be stored; a smaller one is always stored
+    # (at 80 MB/s, the slowest disk worth caching on, it writes within cache_write_free_s).
+    cache_probe_bytes: int = 16 << 20
 
 
 TUNING = Tuning()

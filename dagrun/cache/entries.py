@@ -49,6 +49,7 @@ from . import codec
 from .hashing import hash_bytes, hash_file
 from .locks import KeyLock
 from .plan import CACHE_FORMAT_VERSION, KeyRecord
+from .worth import size_of, worth_storing, write_rate
 
 _META_MAX = 1 << 20
 _STALE_TMP_S = 3600.0  # a tmp/ directory this old belongs to a writer that died
@@ -77,9 +78,22 @@ class CacheTarget:
     key: str
     stage: str
 
-    def write(self, value: Any) -> Entry:
-        """Store ``value`` as this key's entry (atomic; a racer's entry wins)."""
-        return Cache(self.root).write(self.key, value, stage=self.stage)
+    def write(self, value: Any, compute_s: float | None = None) -> bool:
+        """Store ``value`` as this key's entry (atomic; a racer's entry wins), unless it took
+        ``compute_s`` to make and writing it would cost more (``worth.worth_storing``).
+
+        Only a value larger than the rate probe can cost more than 0.2 s to write on
+        any disk worth caching on, so only then is the cache's write rate needed.
+        """
+        cache = Cache(self.root)
+        numbers = tuning()
+        nbytes = size_of(value)
+        if compute_s is not None and nbytes > numbers.cache_probe_bytes and not worth_storing(
+                nbytes, compute_s, cache.write_rate(), numbers.cache_write_free_s,
+                numbers.cache_write_share):
+            return False
+        cache.write(self.key, value, stage=self.stage)
+        return True
 
 
 @dataclass(frozen=True)
@@ -93,6 +107,7 @@ class CleanReport:
 
 
 _READY: set[str] = set()  # cache roots whose directories this process has made
+_RATES: dict[str, float] = {}  # cache root -> its write rate, bytes per second
 
 
 class Cache:
@@ -251,6 +266,17 @@ class Cache:
         """A picklable handle a worker process uses to store ``key``'s value."""
         return CacheTarget(str(self.root), key, stage)
 
+    def write_rate(self) -> float:
+        """Bytes per second this cache writes an entry at (measured once per directory)."""
+        known = _RATES.get(str(self.root))
+        if known is None:
+            known = _RATES[str(self.root)] = write_rate(self.root, self._probe)
+        return known
+
+    def _probe(self, value: Any) -> Path:
+        entry = self.write(secrets.token_hex(16), value, stage="(write rate probe)")
+        return Path(entry.path).parent
+
     def lock(self, key: str) -> KeyLock:
         """A context manager that holds ``key``'s lock (blocking until it is free)."""
         return KeyLock(self.root / "locks" / f"{key}.lock")
@@ -265,16 +291,19 @@ class Cache:
             hash_bytes(stage.encode())[:16] + ".json"
         )
 
-    def record(self, pipeline: str, stage: str, rec: KeyRecord, *, failed: bool = False) -> None:
-        """Remember ``rec`` as the last key of ``stage`` in ``pipeline``, and whether the stage
-        ``failed`` under it (for explain)."""
+    def record(self, pipeline: str, stage: str, rec: KeyRecord, *, failed: bool = False,
+               unstored: bool = False) -> None:
+        """Remember ``rec`` as the last key of ``stage`` in ``pipeline``, whether the stage
+        ``failed`` under it, and whether its result was left ``unstored`` (for explain)."""
         path = self._manifest(pipeline, stage)
         known = self.previous(pipeline, stage)
-        if known is not None and known.key == rec.key and known.failed == failed:
+        if (known is not None and known.key == rec.key and known.failed == failed
+                and known.unstored == unstored):
             return  # unchanged: a re-run of an unchanged pipeline writes nothing
         path.parent.mkdir(exist_ok=True, mode=0o700)
         body = {"pipeline": pipeline, "stage": stage, "key": rec.key,
-                "components": rec.components, "recorded": time.time(), "failed": failed}
+                "components": rec.components, "recorded": time.time(), "failed": failed,
+                "unstored": unstored}
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         tmp.write_text(json.dumps(body))
         os.replace(tmp, path)
@@ -283,7 +312,8 @@ class Cache:
         """The last recorded key of ``stage`` in ``pipeline``, or None."""
         try:
             body = json.loads(self._manifest(pipeline, stage).read_text())
-            return KeyRecord(body["key"], body["components"], failed=bool(body.get("failed")))
+            return KeyRecord(body["key"], body["components"], failed=bool(body.get("failed")),
+                             unstored=bool(body.get("unstored")))
         except (OSError, ValueError, KeyError):
             return None
 

@@ -57,6 +57,7 @@ class KeyRecord:
     volatile: bool = False  # computed every run, never stored (``why`` says what makes it so)
     why: str = ""
     failed: bool = False  # a recorded key: the stage failed under it, last time it ran
+    unstored: bool = False  # a recorded key: its result was not written (cheaper to remake)
 
 
 @dataclass(frozen=True)
@@ -257,6 +258,9 @@ def explain(
             why = "no cache entry (no earlier run recorded)"
         elif previous.failed and not changes:
             why = "it failed last time, with everything as it is now; it will run again"
+        elif previous.unstored and not changes:
+            why = ("not stored: recomputing is cheaper than writing and reading its result "
+                   "(a large value made quickly)")
         elif changes:
             running = {f"input {u!r} changed": f"upstream {u!r} will run" for u in running_up}
             why = "; ".join(running.get(change, change) for change in changes)

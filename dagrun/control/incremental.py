@@ -137,7 +137,7 @@ class RunCache:
         self.grew = True
         return self.cache.target(self.keys[stage].key, stage)
 
-    def stored(self, stage: str) -> None:
+    def stored(self, stage: str, stored: bool | None = None) -> None:
         """``stage`` finished: a mapped stage's combined result is written now; locks go.
 
         A ``cache=False`` stage's result is hashed instead, and what it feeds is
@@ -149,15 +149,16 @@ class RunCache:
         if stage not in self.locks:
             return
         if self.graph.nodes[stage].map_input is not None and stage in self.ledger:
+            # A mapped stage is decided as a whole: its batches' time against its result.
+            made_in = sum(r["wall_s"] for r in self.report.metrics if r["stage"] == stage)
             value, opened = self.ledger.read(stage)
-            self.grew = True
             try:
-                self.cache.write(self.keys[stage].key, value, stage=stage)
+                stored = self.cache.target(self.keys[stage].key, stage).write(value, made_in)
             finally:
                 del value
                 for decoded in opened:
                     decoded.close()
-        self.cache.record(self.pipeline_key, stage, self.keys[stage])
+        self.cache.record(self.pipeline_key, stage, self.keys[stage], unstored=stored is False)
         self.abandon(stage)
 
     def _rekey_after(self, stage: str) -> None:

@@ -391,7 +391,7 @@ class Planner:
     def stored(self, key: TaskKey, outcome: TaskOutcome) -> None:
         """A task's result is in the ledger: the cache learns of a finished stage."""
         if self.cache is not None and self.states.is_done(key.stage):
-            self.cache.stored(key.stage)
+            self.cache.stored(key.stage, outcome.metrics.stored)
 
     def record_error(self, stage: str, info: ErrorInfo) -> None:
         if self.cache is not None:

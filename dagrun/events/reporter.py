@@ -78,6 +78,8 @@ class Reporter:
             record.update(self._batch(outcome.key))
         if m.worker is not None:
             record["worker"], record["host"] = m.worker, m.host
+        if m.stored is not None:
+            record["stored"] = m.stored
         if batch is not None:
             record["items"] = m.items
         self.metrics.append(record)

@@ -157,6 +157,7 @@ class TaskMetrics(NamedTuple):
     items: int | None = None
     worker: str | None = None  # a cluster engine's worker address or id
     host: str | None = None  # the machine that ran the task
+    stored: bool | None = None  # the result went into the cache (None: none was asked)
 
 
 class TaskOutcome(NamedTuple):

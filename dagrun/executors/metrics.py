@@ -93,7 +93,7 @@ class TaskClock:
 
     def metrics(self, spec: TaskSpec, input_bytes: int = 0, output_bytes: int = 0,
                 transport: str = "", items: int | None = None, worker: str | None = None,
-                host: str | None = None) -> TaskMetrics:
+                host: str | None = None, stored: bool | None = None) -> TaskMetrics:
         """The task's measurements, times rounded to the microsecond its events show."""
         wall, cpu = time.perf_counter() - self.wall0, time.process_time() - self.cpu0
         peak = self.memory.peak()
@@ -111,6 +111,7 @@ class TaskClock:
             items,
             worker,
             host,
+            stored,
         )
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
@@ -108,6 +109,7 @@ def perform(
     output_bytes = 0
     transport = ""
     items = None
+    stored = None
     try:
         func = edges.function()
         kwargs = dict(spec.params)
@@ -121,7 +123,8 @@ def perform(
                 value = _run_batch(func, kwargs, spec)
                 items = spec.items[1] - spec.items[0]
         if spec.cache is not None:
-            _store_in_cache(spec.cache, value, spec.key.stage)
+            made_in = time.perf_counter() - clock.wall0
+            stored = _store_in_cache(spec.cache, value, spec.key.stage, made_in)
         # Consumers of a concatenated map see the joined rows: a later map splits by rows.
         rows = sum(map(_rows, value)) if spec.concat and spec.items is not None else None
         box, value = [value], None  # hand over this frame's reference
@@ -134,7 +137,8 @@ def perform(
         error = error_info(exc, spec.key.stage)
     finally:
         edges.close()
-    metrics = clock.metrics(spec, edges.input_bytes, output_bytes, transport, items, worker, host)
+    metrics = clock.metrics(spec, edges.input_bytes, output_bytes, transport, items, worker, host,
+                            stored)
     return kept, error, metrics
 
 
@@ -220,12 +224,14 @@ class StoreEdges:
             decoded.close()
 
 
-def _store_in_cache(target: Any, value: Any, stage: str) -> None:
-    """Keep the result for later runs; a cache that cannot take it does not fail the task."""
+def _store_in_cache(target: Any, value: Any, stage: str, made_in: float) -> bool:
+    """Keep the result for later runs, unless writing it costs more than making it again
+    (``made_in`` seconds); a cache that cannot take it does not fail the task."""
     try:
-        target.write(value)
+        return bool(target.write(value, made_in))
     except Exception as exc:  # noqa: BLE001 - the run goes on; the next one recomputes
         print(f"dagrun: the result of stage {stage!r} was not cached: {exc}", file=sys.stderr)
+        return False
 
 
 def _run_batch(func: Callable[..., Any], kwargs: dict[str, Any], spec: TaskSpec) -> list[Any]:
