@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from ...settings import Tuning
 from .. import oom
-from ..base import ErrorInfo, Started, TaskMetrics, TaskOutcome, TaskSpec
+from ..base import OOM, ErrorInfo, Started, TaskMetrics, TaskOutcome, TaskSpec
 from . import exits, wire
 from .handle import Worker
 from .inbound import Inbound
@@ -56,11 +56,15 @@ class Deaths:
         if worker.conn in self._busy:
             exitcode = exits.reap(worker.process)
             oom_kills = self._oom.new_kills() if exitcode == -signal.SIGKILL else 0
-            info = exits.exit_info(
-                worker.pid, exitcode, peak_rss=worker.peak_rss or None, peak_exact=False,
-                oom_kills=oom_kills, memory_limit=self._oom.limit, started=worker.ready,
-                output=list(worker.tail),
+            peak, limit = worker.peak_rss or None, self._oom.limit
+            message = exits.describe_exit(
+                worker.pid, exitcode, peak_rss=peak, peak_exact=False, oom_kills=oom_kills,
+                memory_limit=limit, started=worker.ready, output=list(worker.tail),
             )
+            # The typed cause, not the message's words, is what the planner's retry reads.
+            oom = exits.oom_likely(exitcode, peak_rss=peak, oom_kills=oom_kills,
+                                   memory_limit=limit)
+            info = ErrorInfo("crashed", "WorkerCrashed", message, cause=OOM if oom else None)
             self._fail(worker, info)
         elif worker in self._idle:
             self._idle.remove(worker)  # an idle worker died: simply not reused

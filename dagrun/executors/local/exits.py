@@ -4,8 +4,8 @@
 peak memory, the cgroup's OOM kills, the memory limit, the worker's last
 lines of output), so every wording is tested without killing anything;
 ``oom_likely`` is the one place that evidence is judged to be the
-out-of-memory killer's, and ``exit_info`` carries that verdict as
-``ErrorInfo.cause`` (the runner retries on it, never on the words).
+out-of-memory killer's; the pool carries that verdict as ``ErrorInfo.cause``
+(the planner retries on it, never on the words).
 Reaping goes through ``multiprocessing``'s public ``Process`` API only: the
 peak memory of a dead worker is the driver's last sample of it (a lower
 bound), never a ``wait4`` behind multiprocessing's back.
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from ...settings import tuning
 from ...units import format_bytes
-from ..base import OOM, ErrorInfo
+from ..base import ErrorInfo
 
 # A worker asked to stop gets this long to exit before it is killed: enough to
 # run its resources' teardown, short enough that Ctrl-C still feels immediate.
@@ -88,27 +88,6 @@ def oom_likely(
     if exitcode != -signal.SIGKILL:
         return False
     return bool(oom_kills) or bool(peak_rss and memory_limit and peak_rss >= memory_limit // 2)
-
-
-def exit_info(
-    pid: int,
-    exitcode: int | None,
-    *,
-    peak_rss: int | None = None,
-    peak_exact: bool = True,
-    oom_kills: int = 0,
-    memory_limit: int | None = None,
-    started: bool = True,
-    output: Sequence[str] = (),
-) -> ErrorInfo:
-    """The error of a task whose worker died: ``describe_exit``'s words, ``OOM`` as its cause
-    when ``oom_likely``."""
-    message = describe_exit(pid, exitcode, peak_rss=peak_rss, peak_exact=peak_exact,
-                            oom_kills=oom_kills, memory_limit=memory_limit, started=started,
-                            output=output)
-    likely = oom_likely(exitcode, peak_rss=peak_rss, oom_kills=oom_kills,
-                        memory_limit=memory_limit)
-    return ErrorInfo("crashed", "WorkerCrashed", message, cause=OOM if likely else None)
 
 
 def describe_startup_hang(pid: int, grace_s: float, output: Sequence[str] = ()) -> str:
