@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from dagrun.cache import Cache, CacheCorrupt, Entry, KeyRecord
+from dagrun.cache import Cache, CacheCorrupt, Entry, KeyRecord, maintenance
 
 KEY = "0123456789abcdef0123456789abcdef"
 
@@ -140,7 +140,7 @@ def test_verify_catches_a_flipped_byte_in_the_middle(tmp_path: Path) -> None:
     cache.write("f" * 32, np.arange(10))
     flip_byte(entry.path, entry.size // 2)
     assert cache.lookup(KEY) == entry
-    bad = cache.verify()
+    bad = maintenance.verify(cache)
     assert [b.reason for b in bad] == ["its checksum does not match"]
     assert cache.lookup(KEY) is None and cache.lookup("f" * 32) is not None
 
@@ -187,7 +187,7 @@ def test_concurrent_writers_of_one_key_never_corrupt(tmp_path: Path) -> None:
     ]
     assert [p.wait(timeout=60) for p in procs] == [0, 0]
     cache = Cache(tmp_path)
-    assert cache.verify() == []
+    assert maintenance.verify(cache) == []
     for i in range(30):
         value = cache.load(cache.lookup(f"{i:032x}"))
         assert value.shape == (1 << 20,) and int(value[0]) == int(value[-1]) == i
@@ -258,9 +258,9 @@ def test_clean_older_than_and_max_size(tmp_path: Path) -> None:
         meta = Path(entries[-1].path).parent / "meta.json"
         os.utime(meta, (time.time() - (4 - i) * 1000, time.time() - (4 - i) * 1000))
     os.utime(Path(entries[0].path).parent / "meta.json", (1, 1))  # long unused
-    report = cache.clean(older_than=7 * 86400)
+    report = maintenance.clean(cache, older_than=7 * 86400)
     assert len(report.removed) == 1 and cache.lookup(entries[0].key) is None
-    report = cache.clean(max_size=2 * entries[1].size + 4096)
+    report = maintenance.clean(cache, max_size=2 * entries[1].size + 4096)
     assert len(report.removed) == 1 and cache.lookup(entries[1].key) is None
     assert cache.lookup(entries[2].key) is not None and cache.lookup(entries[3].key) is not None
     assert report.kept == 2

@@ -32,7 +32,8 @@ from typing import Any
 
 from ..errors import CacheCorrupt, UnhashableParameter
 from ..store import Handle
-from .entries import Cache, CacheTarget, CleanReport, Corrupt, Entry
+from . import maintenance
+from .entries import Cache, CacheTarget, Corrupt, Entry
 from .hashing import Unhashable, hash_path, hash_value
 from .locks import KeyLock
 from .plan import (
@@ -52,7 +53,6 @@ __all__ = [
     "Cache",
     "CacheCorrupt",
     "CacheTarget",
-    "CleanReport",
     "Corrupt",
     "Entry",
     "KeyLock",
@@ -64,6 +64,7 @@ __all__ = [
     "describe_changes",
     "explain",
     "hash_path",
+    "maintenance",
     "hash_value",
     "pipeline_key",
     "plan_keys",

@@ -39,7 +39,7 @@ import os
 import secrets
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,6 @@ from .plan import CACHE_FORMAT_VERSION, KeyRecord
 from .worth import size_of, worth_storing, write_rate
 
 _META_MAX = 1 << 20
-_STALE_TMP_S = 3600.0  # a tmp/ directory this old belongs to a writer that died
 
 
 @dataclass(frozen=True)
@@ -96,16 +95,6 @@ class CacheTarget:
         return True
 
 
-@dataclass(frozen=True)
-class CleanReport:
-    """What ``clean`` removed and what it kept."""
-
-    removed: list[str] = field(default_factory=list)
-    freed_bytes: int = 0
-    kept: int = 0
-    kept_bytes: int = 0
-
-
 _READY: set[str] = set()  # cache roots whose directories this process has made
 _RATES: dict[str, float] = {}  # cache root -> its write rate, bytes per second
 
@@ -140,14 +129,14 @@ class Cache:
                 raw = f.read(_META_MAX)
         except FileNotFoundError:
             if directory.exists():
-                raise self._damaged(key, directory, "its metadata is missing") from None
+                raise self.damaged(key, directory, "its metadata is missing") from None
             return None
         try:
             meta = json.loads(raw)
             if meta["format"] != CACHE_FORMAT_VERSION or meta["key"] != key:
-                raise self._damaged(key, directory, "metadata of another format or key")
+                raise self.damaged(key, directory, "metadata of another format or key")
         except (ValueError, KeyError, TypeError):
-            raise self._damaged(key, directory, "its metadata does not parse") from None
+            raise self.damaged(key, directory, "its metadata does not parse") from None
         return self._checked(key, directory, meta)
 
     def _checked(self, key: str, directory: Path, meta: dict[str, Any]) -> Entry:
@@ -156,26 +145,26 @@ class Cache:
             name, head_magic, tail_magic = codec.MAGIC[kind]
             size, head_digest, tail_digest = int(meta["size"]), meta["head"], meta["tail"]
         except (KeyError, TypeError, ValueError):
-            raise self._damaged(key, directory, "its metadata is incomplete") from None
+            raise self.damaged(key, directory, "its metadata is incomplete") from None
         path = directory / name
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            raise self._damaged(key, directory, "its data file is missing") from None
+            raise self.damaged(key, directory, "its data file is missing") from None
         try:
             info = os.fstat(fd)
             if info.st_size != size:
                 why = f"truncated or resized: {info.st_size} bytes, {size} expected"
-                raise self._damaged(key, directory, why)
+                raise self.damaged(key, directory, why)
             edge = tuning().cache_edge
             head = os.pread(fd, edge, 0)
             tail = os.pread(fd, edge, max(0, info.st_size - edge))
         finally:
             os.close(fd)
         if hash_bytes(head) != head_digest or not head.startswith(head_magic):
-            raise self._damaged(key, directory, "its header is damaged")
+            raise self.damaged(key, directory, "its header is damaged")
         if hash_bytes(tail) != tail_digest or not tail.endswith(tail_magic):
-            raise self._damaged(key, directory, "its footer is damaged")
+            raise self.damaged(key, directory, "its footer is damaged")
         if kind == "pickle" and not self._own(info, directory):
             # Not ours to delete either; just never unpickle it.
             raise CacheCorrupt(str(path), "a pickle entry owned by another user; not loaded")
@@ -187,8 +176,8 @@ class Cache:
             p.stat().st_uid == me for p in (directory, self.root)
         )
 
-    def _damaged(self, key: str, directory: Path, reason: str) -> CacheCorrupt:
-        self._discard(directory)
+    def damaged(self, key: str, directory: Path, reason: str) -> CacheCorrupt:
+        self.discard(directory)
         return CacheCorrupt(str(directory), reason)
 
     def load(self, entry: Entry) -> Any:
@@ -199,7 +188,7 @@ class Cache:
                 meta = json.loads(f.read(_META_MAX))
             value = codec.read(Path(entry.path), entry.kind, meta)
         except Exception as exc:  # noqa: BLE001 - any decoding failure means damage
-            self._discard(directory)
+            self.discard(directory)
             raise CacheCorrupt(entry.path, f"{type(exc).__name__}: {exc}") from None
         try:
             os.utime(directory / "meta.json")  # last use, for clean's LRU order
@@ -317,92 +306,14 @@ class Cache:
         except (OSError, ValueError, KeyError):
             return None
 
-    # -- maintenance ------------------------------------------------------
+    # -- maintenance (maintenance.py) ----------------------------------------
 
-    def entries(self) -> list[tuple[str, Path, float, int]]:
-        """Every committed entry as (key, directory, last use, bytes), least recent first."""
-        found = []
-        for directory in (self.root / "entries").glob("*/*"):
-            try:
-                used = (directory / "meta.json").stat().st_mtime
-                size = sum(p.stat().st_size for p in directory.iterdir())
-            except OSError:
-                used, size = 0.0, 0
-            found.append((directory.name, directory, used, size))
-        return sorted(found, key=lambda item: item[2])
-
-    def clean(self, older_than: float | None = None, max_size: int | None = None) -> CleanReport:
-        """Remove entries unused for ``older_than`` seconds, then LRU ones beyond ``max_size``."""
+    def recheck_layout(self) -> None:
+        """The next ``Cache`` of this directory in this process checks its folders again."""
         _READY.discard(str(self.root))
-        now = time.time()
-        removed, freed = [], 0
-        kept = self.entries()
-        if older_than is not None:
-            old = [e for e in kept if now - e[2] > older_than]
-            kept = [e for e in kept if now - e[2] <= older_than]
-            for _, directory, _, size in old:
-                self._discard(directory)
-                removed.append(str(directory))
-                freed += size
-        trimmed, trimmed_bytes, total = self._trim(kept, max_size)
-        removed += trimmed
-        freed += trimmed_bytes
-        for stale in (self.root / "tmp").iterdir():
-            try:
-                if now - stale.stat().st_mtime > _STALE_TMP_S:
-                    shutil.rmtree(stale, ignore_errors=True)
-            except OSError:
-                pass
-        shutil.rmtree(self.root / "trash", ignore_errors=True)
-        (self.root / "trash").mkdir(exist_ok=True, mode=0o700)
-        return CleanReport(removed, freed, len(kept), total)
 
-    def trim(self, max_size: int) -> CleanReport:
-        """Remove least recently used entries until the cache holds at most ``max_size``
-        bytes (a run's end does this; ``clean`` also clears leftovers)."""
-        kept = self.entries()
-        removed, freed, total = self._trim(kept, max_size)
-        return CleanReport(removed, freed, len(kept), total)
-
-    def _trim(
-        self, kept: list[tuple[str, Path, float, int]], max_size: int | None
-    ) -> tuple[list[str], int, int]:
-        """Discard ``kept``'s oldest entries (it is sorted by last use) beyond ``max_size``;
-        (the directories removed, their bytes, the bytes left). ``kept`` loses them."""
-        removed: list[str] = []
-        freed = 0
-        total = sum(e[3] for e in kept)
-        while max_size is not None and kept and total > max_size:
-            _, directory, _, size = kept.pop(0)
-            self._discard(directory)
-            removed.append(str(directory))
-            freed += size
-            total -= size
-        return removed, freed, total
-
-    def clear(self) -> CleanReport:
-        """Remove every entry and manifest."""
-        _READY.discard(str(self.root))
-        report = self.clean(older_than=-1.0)
-        shutil.rmtree(self.root / "manifests", ignore_errors=True)
-        (self.root / "manifests").mkdir(exist_ok=True, mode=0o700)
-        return report
-
-    def verify(self) -> list[CacheCorrupt]:
-        """Hash every entry in full; remove and return the damaged ones."""
-        bad: list[CacheCorrupt] = []
-        for key, directory, _, _ in self.entries():
-            try:
-                found = self.lookup(key)
-            except CacheCorrupt as exc:
-                bad.append(exc)
-                continue
-            if found is not None and hash_file(found.path) != found.checksum:
-                bad.append(self._damaged(key, directory, "its checksum does not match"))
-        return bad
-
-    def _discard(self, directory: Path) -> None:
-        # Rename first so no reader ever sees a half-deleted entry.
+    def discard(self, directory: Path) -> None:
+        """Remove an entry's directory (renamed aside first, so no reader sees half of it)."""
         target = self.root / "trash" / f"{directory.name}.{os.getpid()}.{secrets.token_hex(4)}"
         try:
             os.rename(directory, target)

@@ -99,7 +99,7 @@ def clean_cache(
     max_size: str | None = None,
 ) -> list[str]:
     """Clean the cache as ``dagrun clean --cache`` does; the entries removed."""
-    from ..cache import Cache
+    from ..cache import Cache, maintenance
     from ..units import parse_size
 
     limit = parse_size(max_size, "--max-size") if max_size is not None else None
@@ -109,9 +109,9 @@ def clean_cache(
     cache = Cache(directory)
     lines = []
     if not verify and older_than is None and limit is None:
-        report = cache.clear()
+        report = maintenance.clear(cache)
     else:
         if verify:
-            lines += [f"{bad.path} (damaged: {bad.reason})" for bad in cache.verify()]
-        report = cache.clean(older_than=older_than, max_size=limit)
+            lines += [f"{bad.path} (damaged: {bad.reason})" for bad in maintenance.verify(cache)]
+        report = maintenance.clean(cache, older_than=older_than, max_size=limit)
     return lines + report.removed

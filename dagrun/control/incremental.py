@@ -202,7 +202,9 @@ class RunCache:
         cap = tuning().cache_max_bytes
         if cap < 0 or not self.grew:
             return  # a run that wrote nothing leaves the cache no larger
-        trimmed = self.cache.trim(cap)
+        from ..cache import maintenance
+
+        trimmed = maintenance.trim(self.cache, cap)
         if trimmed.removed:
             self.report.events.emit(
                 "cache_trimmed", entries=len(trimmed.removed), freed_bytes=trimmed.freed_bytes,

@@ -31,8 +31,7 @@ import heapq
 import itertools
 import random
 import time
-from collections.abc import Collection, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from ..executors.base import (
     OOM,
@@ -52,22 +51,8 @@ from .decisions import Batches, Decision, FailedUnrun
 from .incremental import RunCache
 from .ledger import Ledger
 from .ready import ReadyQueue
-from .scheduler import Scheduler, TaskKey
+from .scheduler import Scheduler, StageStates, TaskKey
 from .slicing import InputSlices
-
-
-class StageStates(Protocol):
-    """The scheduler's read-only queries: all the planner may know of the stages' states."""
-
-    @property
-    def stopped(self) -> bool: ...
-    def is_running(self, stage: str) -> bool: ...
-    def is_done(self, stage: str) -> bool: ...
-    def is_waiting(self, stage: str) -> bool: ...
-    def is_kept(self, stage: str) -> bool: ...
-    def consumers(self, stage: str) -> Sequence[str]: ...
-    def missing(self, stage: str) -> Collection[str]: ...
-    def waits_only_on(self, user: str, stage: str) -> bool: ...
 
 
 def start(
