@@ -22,13 +22,12 @@ entry, so concurrent runs sharing the directory never corrupt it.
 the digests of its head and tail (header and footer) and the kind's magic
 bytes. Truncation or a damaged header/footer is reported as ``Corrupt``
 (the caller logs ``cache_corrupt``) and the entry is moved to ``trash/``,
-so the recomputed value can be stored. ``verify`` hashes whole files.
+so the recomputed value can be stored (``maintenance.verify`` hashes whole files).
 A pickle entry is loaded only when the cache directory and the file belong
 to the current user (unpickling runs code).
 
-The last use of an entry is its ``meta.json`` mtime (touched on load);
-``clean`` removes entries unused for longer than a duration and then the
-least recently used until the cache fits a size.
+The last use of an entry is its ``meta.json`` mtime (touched on load), by
+which ``maintenance`` trims and cleans the cache.
 """
 
 from __future__ import annotations
