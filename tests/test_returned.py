@@ -54,7 +54,7 @@ def test_chunked_release_copies_every_byte(order, chunk_pages, tmp_path, monkeyp
     from dagrun.store import arrays
 
     numbers = replace(settings.tuning(), release_min=1, release_chunk=chunk_pages * arrays.PAGE)
-    monkeypatch.setattr(settings, "_in_force", [numbers])
+    outer = settings.put_in_force(numbers)
     calls = []
     real = arrays.copy_releasing
     monkeypatch.setattr(arrays, "copy_releasing", lambda *a: calls.append(1) or real(*a))
@@ -74,3 +74,4 @@ def test_chunked_release_copies_every_byte(order, chunk_pages, tmp_path, monkeyp
         decoded.close()
     finally:
         owner.close()
+        settings.put_in_force(outer)
